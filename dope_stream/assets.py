@@ -1,0 +1,174 @@
+"""Assets: target meshes, distractor meshes, HDR environment maps and background photos.
+
+Everything is loaded once per worker into plain numpy arrays (`AssetLibrary`), checked on the way
+in: a broken or empty mesh, a missing texture, an empty or unreadable folder each raise one
+`DopeError` naming the file. Meshes are kept in their own model frame (never re-centred): the
+cuboid is the AABB in that frame (`MeshAsset.cuboid`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import DopeError
+from .geometry import Cuboid
+
+log = logging.getLogger(__name__)
+
+MESH_SUFFIXES = (".obj", ".ply", ".glb", ".gltf", ".stl", ".off")
+HDR_SUFFIXES = (".hdr", ".exr")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+GENERIC_MESH_STEMS = ("model", "textured", "mesh", "model_normalized")
+
+
+@dataclass
+class MeshAsset:
+    """A triangle mesh in metres, ready to upload to any renderer.
+
+    vertices/normals: (N, 3) float32; faces: (M, 3) uint32; uv: (N, 2) float32 or None;
+    texture: (H, W, 3) uint8 RGB or None; vertex_colors: (N, 3) uint8 RGB or None.
+    """
+
+    key: str
+    vertices: np.ndarray
+    normals: np.ndarray
+    faces: np.ndarray
+    uv: np.ndarray | None = None
+    texture: np.ndarray | None = None
+    vertex_colors: np.ndarray | None = None
+    source: str = ""
+
+    @property
+    def cuboid(self) -> Cuboid:
+        return Cuboid.from_points(self.vertices.astype(np.float64))
+
+
+@dataclass
+class AssetLibrary:
+    """Everything a renderer needs, by key. `targets` maps class name -> mesh key."""
+
+    meshes: dict[str, MeshAsset] = field(default_factory=dict)
+    targets: dict[str, str] = field(default_factory=dict)
+    distractors: list[str] = field(default_factory=list)
+    hdris: dict[str, np.ndarray] = field(default_factory=dict)  # (H, W, 3) float32 linear RGB
+    backgrounds: dict[str, np.ndarray] = field(default_factory=dict)  # (H, W, 3) uint8 RGB
+
+    def cuboid(self, class_name: str) -> Cuboid:
+        return self.meshes[self.targets[class_name]].cuboid
+
+
+def class_name_for(path: Path) -> str:
+    """`.../003_cracker_box/model.obj` -> `003_cracker_box`; `.../drill.ply` -> `drill`."""
+    return path.parent.name if path.stem.lower() in GENERIC_MESH_STEMS else path.stem
+
+
+def load_mesh(path: Path, key: str, scale: float = 1.0) -> MeshAsset:
+    """Load a mesh with trimesh; textured (UV + image) or vertex-coloured or plain."""
+    import trimesh
+
+    path = Path(path)
+    if not path.is_file():
+        raise DopeError(f"mesh {path} does not exist")
+    _check_referenced_textures(path)
+    try:
+        mesh = trimesh.load(path, force="mesh", process=False)
+    except Exception as err:  # trimesh raises many types for broken files
+        raise DopeError(f"mesh {path} cannot be read: {err}") from None
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or len(mesh.vertices) == 0:
+        raise DopeError(f"mesh {path} has no triangles")
+    if not np.isfinite(mesh.vertices).all():
+        raise DopeError(f"mesh {path} has non-finite vertex coordinates")
+    vertices = (np.asarray(mesh.vertices, dtype=np.float64) * scale).astype(np.float32)
+    uv, texture, colors = _appearance(mesh, path)
+    return MeshAsset(
+        key=key,
+        vertices=vertices,
+        normals=np.asarray(mesh.vertex_normals, dtype=np.float32),
+        faces=np.asarray(mesh.faces, dtype=np.uint32),
+        uv=uv,
+        texture=texture,
+        vertex_colors=colors,
+        source=str(path),
+    )
+
+
+def _check_referenced_textures(path: Path) -> None:
+    """An OBJ whose MTL names a texture file that is missing is an error (trimesh only warns)."""
+    if path.suffix.lower() != ".obj":
+        return
+    for line in path.read_text(errors="replace").splitlines()[:2000]:
+        if line.startswith("mtllib"):
+            mtl = path.parent / line.split(maxsplit=1)[1].strip()
+            if not mtl.is_file():
+                raise DopeError(f"mesh {path}: material file {mtl} does not exist")
+            for mtl_line in mtl.read_text(errors="replace").splitlines():
+                parts = mtl_line.split()
+                if parts and parts[0] == "map_Kd":
+                    texture = mtl.parent / parts[-1]
+                    if not texture.is_file():
+                        raise DopeError(f"mesh {path}: texture {texture} (named in {mtl.name}) does not exist")
+
+
+def _appearance(mesh, path: Path) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    visual = mesh.visual
+    if getattr(visual, "kind", None) == "texture" and visual.uv is not None and len(visual.uv) == len(mesh.vertices):
+        image = getattr(visual.material, "image", None)
+        if image is None:
+            base = getattr(visual.material, "baseColorTexture", None)
+            image = base
+        if image is not None:
+            texture = np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return np.asarray(visual.uv, dtype=np.float32), texture, None
+    if getattr(visual, "kind", None) == "vertex":
+        colors = np.asarray(visual.vertex_colors, dtype=np.uint8)[:, :3]
+        if len(colors) == len(mesh.vertices) and colors.std() > 0:
+            return None, None, colors
+    return None, None, None
+
+
+def list_files(folder: Path, suffixes: tuple[str, ...], what: str, option: str) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DopeError(f"{option}: folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+    if not files:
+        raise DopeError(f"{option}: folder {folder} holds no {what} ({', '.join(suffixes)})")
+    return files
+
+
+def load_hdri(path: Path) -> np.ndarray:
+    """Equirectangular map as (H, W, 3) float32 linear RGB."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.ndim != 3 or image.shape[2] < 3:
+        raise DopeError(f"HDR map {path} cannot be read as a colour image")
+    image = cv2.cvtColor(image[:, :, :3].astype(np.float32), cv2.COLOR_BGR2RGB)
+    if not np.isfinite(image).all():
+        raise DopeError(f"HDR map {path} holds non-finite values")
+    return np.maximum(image, 0.0)
+
+
+def load_photo(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DopeError(f"background image {path} cannot be read")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def distractor_scales(folder: Path) -> dict[str, float]:
+    """Per-file unit scales from an `info.json` beside distractor OBJs (pybullet random_urdfs style)."""
+    scales: dict[str, float] = {}
+    for info_path in Path(folder).rglob("info.json"):
+        try:
+            info = json.loads(info_path.read_text())
+        except json.JSONDecodeError as err:
+            raise DopeError(f"{info_path} is not valid JSON: {err}") from None
+        for stem, entry in (info.get("objects") or {}).items():
+            if isinstance(entry, dict) and "urdf_scale" in entry:
+                scales[str(info_path.parent / entry.get("obj", stem + ".obj"))] = float(entry["urdf_scale"][0])
+    return scales

@@ -1,0 +1,238 @@
+"""Typed, validated configuration shared by the CLI and the library.
+
+Every command has one pydantic model (`GenerateConfig` here; the trainer and inference stages define
+theirs on the same `ConfigModel` base). The model is the single source of truth: its fields are the
+YAML keys (the seed's knob names: `obj`, `nb_objects`, `nb_distractors`, `nb_frames`, `spp`), the CLI
+options (`--nb_objects`, also spelled `--nb-objects`) and their help texts. Precedence: defaults <
+`--config FILE` < command-line options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import DopeError
+
+PACKAGE_ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT_OBJECT = PACKAGE_ASSETS / "objects" / "003_cracker_box" / "model.obj"
+
+
+def _parse_range(value: Any) -> tuple[int, int]:
+    """'5' -> (5, 5); '2,6' or [2, 6] -> (2, 6). Counts are inclusive and non-negative."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+        try:
+            numbers = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"expected an integer or a range 'a,b', got {value!r}") from None
+    elif isinstance(value, int):
+        numbers = [value]
+    elif isinstance(value, (list, tuple)):
+        numbers = [int(v) for v in value]
+    else:
+        raise ValueError(f"expected an integer or a range 'a,b', got {value!r}")
+    if len(numbers) == 1:
+        numbers = numbers * 2
+    if len(numbers) != 2:
+        raise ValueError(f"expected an integer or a range 'a,b', got {value!r}")
+    low, high = numbers
+    if low < 0 or high < 0:
+        raise ValueError(f"counts must be >= 0, got {value!r}")
+    if low > high:
+        raise ValueError(f"range {value!r} has its minimum above its maximum")
+    return low, high
+
+
+def _parse_floats(count: int):
+    def parse(value: Any) -> tuple[float, ...]:
+        if isinstance(value, str):
+            value = value.split(",")
+        try:
+            numbers = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected {count} comma-separated numbers, got {value!r}") from None
+        if len(numbers) != count:
+            raise ValueError(f"expected {count} comma-separated numbers, got {value!r}")
+        return numbers
+
+    return parse
+
+
+def _parse_list(value: Any) -> list:
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v]
+    return value
+
+
+IntRange = Annotated[tuple[int, int], BeforeValidator(_parse_range)]
+FloatPair = Annotated[tuple[float, float], BeforeValidator(_parse_floats(2))]
+FloatQuad = Annotated[tuple[float, float, float, float], BeforeValidator(_parse_floats(4))]
+PathList = Annotated[list[Path], BeforeValidator(_parse_list)]
+StrList = Annotated[list[str], BeforeValidator(_parse_list)]
+
+
+class ConfigModel(BaseModel):
+    """Base of every command's configuration: unknown keys are errors, with suggestions."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def load(cls: type[T], config_file: Path | str | None = None, overrides: dict | None = None) -> T:
+        """Defaults < YAML file < overrides; raises DopeError naming the bad key or value."""
+        values: dict = {}
+        if config_file is not None:
+            values.update(read_yaml(Path(config_file)))
+        values.update(overrides or {})
+        return cls.validated(values, source=str(config_file) if config_file else "options")
+
+    @classmethod
+    def validated(cls: type[T], values: dict, source: str = "options") -> T:
+        unknown = sorted(set(values) - set(cls.model_fields))
+        if unknown:
+            key = unknown[0]
+            close = difflib.get_close_matches(key, list(cls.model_fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(cls.model_fields)})"
+            raise DopeError(f"{source}: unknown key '{key}'{hint}")
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            raise DopeError(f"{source}: {describe_validation_error(err)}") from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+T = TypeVar("T", bound=ConfigModel)
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"option '{where}': {message} (got {first.get('input')!r})"
+
+
+def read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise DopeError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise DopeError(f"config file {path} is not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DopeError(f"config file {path} must hold a mapping of keys to values")
+    return data
+
+
+class GenerateConfig(ConfigModel):
+    """`dope generate`: synthetic frames of target meshes among distractors."""
+
+    obj: PathList = Field(
+        default_factory=lambda: [DEFAULT_OBJECT],
+        description="target meshes (OBJ/PLY/GLB); the class is the file's stem, or its folder's name "
+        "for model.obj/textured.obj files",
+    )
+    class_names: StrList | None = Field(None, description="class name per `obj` (default: from the file names)")
+    scale: float = Field(1.0, gt=0, description="multiply target vertices by this (0.01 for cm, 0.001 for mm)")
+    nb_objects: IntRange = Field((1, 3), description="target instances per frame: N or a range a,b")
+    nb_distractors: IntRange = Field((4, 12), description="distractor meshes per frame: N or a range a,b")
+    nb_frames: int = Field(1000, ge=1, description="frames to generate")
+    width: int = Field(512, ge=16, le=8192, description="image width in pixels")
+    height: int = Field(512, ge=16, le=8192, description="image height in pixels")
+    fov: float = Field(60.0, gt=1, lt=170, description="horizontal field of view in degrees")
+    intrinsics: FloatQuad | None = Field(None, description="fx,fy,cx,cy in pixels (overrides fov)")
+    spp: int = Field(4, ge=1, le=4096, description="samples per pixel (raster: MSAA samples; pathtrace: path samples)")
+    depth_range: FloatPair = Field((0.35, 1.2), description="near,far distance of target centres from the camera (m)")
+    hdri: Path = Field(PACKAGE_ASSETS / "hdri", description="folder of equirectangular .hdr/.exr maps")
+    backgrounds: Path | None = Field(PACKAGE_ASSETS / "backgrounds", description="folder of background photos; none: HDR backgrounds only")
+    distractors: Path | None = Field(
+        PACKAGE_ASSETS / "distractors",
+        description="folder of distractor meshes; none: procedural shapes only",
+    )
+    procedural_distractors: float = Field(
+        0.3, ge=0, le=1, description="share of distractors that are procedural boxes/cylinders/spheres/tori"
+    )
+    photo_background: float = Field(
+        0.5, ge=0, le=1, description="probability of a background photo instead of the HDR environment"
+    )
+    seed: int = Field(0, ge=0, description="random seed; frame i depends only on (seed, i)")
+    workers: int = Field(1, ge=1, le=256, description="parallel rendering processes")
+    out: Path = Field(Path("out/dataset"), description="output folder")
+    renderer: Literal["raster", "pathtrace", "mix", "nvisii"] = Field("raster", description="rendering backend")
+    mix_fraction: float = Field(0.5, ge=0, le=1, description="renderer=mix: share of path-traced frames")
+    denoise: bool = Field(True, description="pathtrace: denoise with Open Image Denoise")
+    image_format: Literal["png", "jpg"] = Field("jpg", description="image encoding (png: lossless, compression level 1)")
+    jpg_quality: int = Field(95, ge=1, le=100, description="JPEG quality")
+    layout: Literal["shards", "folder"] = Field("shards", description="WebDataset shards or the classic DOPE folder")
+    frames_per_shard: int = Field(250, ge=1, description="frames per WebDataset shard")
+
+    @model_validator(mode="after")
+    def _check_classes(self) -> "GenerateConfig":
+        if self.class_names is not None and len(self.class_names) != len(self.obj):
+            raise ValueError(f"class_names has {len(self.class_names)} names for {len(self.obj)} obj meshes")
+        return self
+
+
+# --- CLI generation -------------------------------------------------------------------------------
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, model: type[ConfigModel]) -> None:
+    """One `--key` option per config field (also `--key-with-dashes`), plus `--config FILE`.
+
+    Options not given on the command line are absent from the parsed namespace, so the YAML file
+    and the defaults apply underneath them.
+    """
+    parser.add_argument("--config", type=Path, default=None, help="YAML file with any of the options below")
+    for name, field in model.model_fields.items():
+        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        default = field.get_default(call_default_factory=True)
+        help_text = f"{field.description} (default: {_show_default(default)})"
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        annotation = field.annotation
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif _is_list(annotation):
+            kwargs["nargs"] = "+"
+        parser.add_argument(*flags, **kwargs)
+
+
+def config_from_args(model: type[T], args: argparse.Namespace) -> T:
+    overrides = {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
+    for name, value in overrides.items():
+        if isinstance(value, str) and value.lower() in ("none", "null") and _is_optional(model, name):
+            overrides[name] = None
+    return model.load(getattr(args, "config", None), overrides)
+
+
+def _show_default(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(_show_default(v) for v in value)
+    if isinstance(value, Path):
+        try:
+            return str(value.relative_to(Path(__file__).resolve().parent))
+        except ValueError:
+            return str(value)
+    return str(value)
+
+
+def _is_list(annotation: Any) -> bool:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        origin = typing.get_origin(candidate)
+        if origin is list:
+            return True
+        if origin is Annotated and typing.get_origin(typing.get_args(candidate)[0]) is list:
+            return True
+    return False
+
+
+def _is_optional(model: type[ConfigModel], name: str) -> bool:
+    return type(None) in typing.get_args(model.model_fields[name].annotation)
