@@ -174,6 +174,9 @@ class GenerateConfig(ConfigModel):
     jpg_quality: int = Field(95, ge=1, le=100, description="JPEG quality")
     layout: Literal["shards", "folder"] = Field("shards", description="WebDataset shards or the classic DOPE folder")
     frames_per_shard: int = Field(250, ge=1, description="frames per WebDataset shard")
+    ray: str | None = Field(
+        None, description="render with Ray actors: 'local' starts Ray here, host:port joins a cluster; none: local processes"
+    )
 
     @model_validator(mode="after")
     def _check_classes(self) -> "GenerateConfig":
