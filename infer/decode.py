@@ -1,0 +1,147 @@
+"""Belief/affinity maps -> 2D keypoints grouped into object instances.
+
+Input maps are one image's network output at 1/stride resolution: belief (9, h, w) with one channel
+per DOPE keypoint (8 corners, then the centroid) and affinity (16, h, w) holding, for corner k in
+channels (2k, 2k+1), the (x, y) unit vector from that corner towards its object's centroid.
+
+Steps (all vectorised over peaks): smooth each belief map, keep local maxima above a threshold,
+refine each to sub-pixel with the belief-weighted mean of the raw map in a small window, convert to
+pixels with `geometry.map_to_pixel` (the inverse of the training targets' `pixel_to_map`), then
+attach every corner peak to the nearest centroid whose direction agrees with the predicted affinity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from dope_stream.geometry import NUM_AFFINITY, NUM_KEYPOINTS, map_to_pixel
+
+CENTROID = NUM_KEYPOINTS - 1  # belief channel of the centroid
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Peak finding and grouping parameters (map cells unless stated)."""
+
+    smooth_sigma: float = 1.0  # Gaussian smoothing before peak finding; 0 disables it
+    peak_threshold: float = 0.05  # minimum raw belief at a corner peak
+    centroid_threshold: float = 0.1  # minimum raw belief at a centroid peak that seeds an object
+    window_radius: int = 3  # sub-pixel window is (2r+1) x (2r+1) cells
+    affinity_tolerance: float = 0.5  # max |predicted unit vector - true direction| to join an object
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Peaks of one belief channel: (N, 2) pixel coordinates (u, v) and (N,) raw belief scores."""
+
+    uv: np.ndarray
+    scores: np.ndarray
+
+
+@dataclass(frozen=True)
+class ObjectKeypoints:
+    """One object's 2D keypoints in DOPE order: (9, 2) pixels (NaN where not found), (9,) scores."""
+
+    uv: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def found(self) -> np.ndarray:
+        """(9,) bool: which keypoints were detected."""
+        return ~np.isnan(self.uv[:, 0])
+
+
+def find_peaks(belief: np.ndarray, stride: int, settings: DecodeSettings) -> list[Peaks]:
+    """Local maxima of each belief channel, refined to sub-pixel and converted to pixels."""
+    belief = np.asarray(belief, dtype=np.float32)
+    smoothed = (
+        ndimage.gaussian_filter(belief, sigma=settings.smooth_sigma, axes=(1, 2), mode="constant")
+        if settings.smooth_sigma > 0
+        else belief
+    )
+    is_max = smoothed == ndimage.maximum_filter(smoothed, size=(1, 3, 3), mode="constant", cval=-np.inf)
+    channel, row, col = np.nonzero(is_max & (belief >= settings.peak_threshold))
+    xy = _refine(belief, channel, row, col, settings.window_radius)
+    uv = map_to_pixel(xy, stride)
+    scores = belief[channel, row, col]
+    return [Peaks(uv[channel == c], scores[channel == c]) for c in range(belief.shape[0])]
+
+
+def _refine(belief: np.ndarray, channel: np.ndarray, row: np.ndarray, col: np.ndarray, radius: int) -> np.ndarray:
+    """(N, 2) map coordinates (x, y): weighted mean of the raw map around each integer peak."""
+    offsets = np.arange(-radius, radius + 1)
+    rows = row[:, None, None] + offsets[None, :, None]  # (N, k, 1)
+    cols = col[:, None, None] + offsets[None, None, :]  # (N, 1, k)
+    inside = (rows >= 0) & (rows < belief.shape[1]) & (cols >= 0) & (cols < belief.shape[2])
+    values = belief[channel[:, None, None], rows.clip(0, belief.shape[1] - 1), cols.clip(0, belief.shape[2] - 1)]
+    # Negative network outputs would pull the mean away from the peak, and cells outside the map
+    # do not exist: both get zero weight.
+    weights = np.where(inside, np.maximum(values, 0.0), 0.0)
+    total = weights.sum(axis=(1, 2))
+    x = (weights * cols).sum(axis=(1, 2)) / total
+    y = (weights * rows).sum(axis=(1, 2)) / total
+    return np.stack([x, y], axis=1).astype(np.float64)
+
+
+def sample_affinity(affinity: np.ndarray, uv: np.ndarray, stride: int) -> np.ndarray:
+    """(N, 8, 2): the 8 corners' affinity vectors at pixel positions uv (N, 2), from the nearest cell."""
+    h, w = affinity.shape[1:]
+    cells = np.rint((np.asarray(uv) - (stride - 1) / 2.0) / stride).astype(int)
+    col = cells[:, 0].clip(0, w - 1)
+    row = cells[:, 1].clip(0, h - 1)
+    return affinity[:, row, col].T.reshape(-1, NUM_AFFINITY // 2, 2)
+
+
+def group_keypoints(
+    peaks: list[Peaks], affinity: np.ndarray, stride: int, settings: DecodeSettings
+) -> list[ObjectKeypoints]:
+    """Assign corner peaks to centroid peaks by affinity; one peak per corner per object.
+
+    A corner peak joins the nearest centroid whose direction from the corner agrees with the
+    affinity vector predicted at the corner; if several peaks of one corner pick the same object,
+    the one with the highest belief wins.
+    """
+    centroids = peaks[CENTROID]
+    seeds = centroids.scores >= settings.centroid_threshold
+    centre_uv, centre_scores = centroids.uv[seeds], centroids.scores[seeds]
+    n_objects = len(centre_uv)
+    uv = np.full((n_objects, NUM_KEYPOINTS, 2), np.nan)
+    scores = np.zeros((n_objects, NUM_KEYPOINTS))
+    uv[:, CENTROID], scores[:, CENTROID] = centre_uv, centre_scores
+    if n_objects == 0:
+        return []
+    for corner in range(CENTROID):
+        corner_peaks = peaks[corner]
+        if len(corner_peaks.scores) == 0:
+            continue
+        owner = _owner_of_each_peak(corner_peaks.uv, corner, centre_uv, affinity, stride, settings)
+        for obj in range(n_objects):
+            mine = np.flatnonzero(owner == obj)
+            if len(mine):
+                best = mine[np.argmax(corner_peaks.scores[mine])]
+                uv[obj, corner], scores[obj, corner] = corner_peaks.uv[best], corner_peaks.scores[best]
+    return [ObjectKeypoints(uv[i], scores[i]) for i in range(n_objects)]
+
+
+def _owner_of_each_peak(
+    corner_uv: np.ndarray, corner: int, centre_uv: np.ndarray, affinity: np.ndarray, stride: int,
+    settings: DecodeSettings,
+) -> np.ndarray:
+    """(N,) index of the centroid each corner peak belongs to, or -1 if none agrees."""
+    predicted = sample_affinity(affinity, corner_uv, stride)[:, corner]  # (N, 2)
+    predicted = predicted / np.maximum(np.linalg.norm(predicted, axis=1, keepdims=True), 1e-6)
+    to_centre = centre_uv[None, :, :] - corner_uv[:, None, :]  # (N, M, 2)
+    distance = np.linalg.norm(to_centre, axis=2)
+    direction = to_centre / np.maximum(distance[..., None], 1e-6)
+    disagreement = np.linalg.norm(direction - predicted[:, None, :], axis=2)
+    distance = np.where(disagreement < settings.affinity_tolerance, distance, np.inf)
+    owner = np.argmin(distance, axis=1)
+    return np.where(np.isfinite(distance[np.arange(len(owner)), owner]), owner, -1)
+
+
+def decode(belief: np.ndarray, affinity: np.ndarray, stride: int, settings: DecodeSettings) -> list[ObjectKeypoints]:
+    """One image's maps -> its objects' 2D keypoints (pixels of the network input)."""
+    return group_keypoints(find_peaks(belief, stride, settings), affinity, stride, settings)

@@ -1,0 +1,81 @@
+"""Decoding belief/affinity maps built from known keypoints recovers those keypoints and poses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from dope_stream.geometry import Cuboid, Intrinsics, Pose, projected_cuboid
+from infer.decode import DecodeSettings, decode, find_peaks
+from infer.pnp import solve_pose
+from infer_maps import draw_maps
+
+INTRINSICS = Intrinsics(600.0, 600.0, 319.5, 239.5, 640, 480)
+# An off-centre mesh frame, as in the YCB models: the AABB centre is not the origin.
+CUBOID = Cuboid(center=(-0.014, 0.017, 0.01), extent=(0.16, 0.21, 0.07))
+
+
+def _pose(rotvec, translation) -> Pose:
+    return Pose(Rotation.from_rotvec(rotvec).as_matrix(), np.asarray(translation, dtype=np.float64))
+
+
+def _rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(Rotation.from_matrix(a.T @ b).magnitude()))
+
+
+def test_peaks_are_found_at_the_drawn_subpixel_positions():
+    uv = np.array([[100.3, 50.7], [333.9, 222.2], [600.1, 400.6]] + [[np.nan, np.nan]] * 6)
+    belief, _ = draw_maps([uv], 640, 480)
+    peaks = find_peaks(belief, 8, DecodeSettings())
+    for k in range(3):
+        assert len(peaks[k].uv) == 1
+        np.testing.assert_allclose(peaks[k].uv[0], uv[k], atol=0.05)
+        assert peaks[k].scores[0] > 0.5
+    assert all(len(p.uv) == 0 for p in peaks[3:])
+
+
+@pytest.mark.parametrize("removed", [(), (2, 5)])
+def test_decoded_ground_truth_maps_give_the_pose_within_1mm_and_half_a_degree(removed):
+    truth = _pose([0.4, -0.9, 0.3], [0.03, -0.02, 0.55])
+    uv = projected_cuboid(CUBOID, truth, INTRINSICS)
+    uv[list(removed)] = np.nan
+    belief, affinity = draw_maps([uv], 640, 480)
+    objects = decode(belief, affinity, 8, DecodeSettings())
+    assert len(objects) == 1
+    assert objects[0].found.sum() == 9 - len(removed)
+    solution = solve_pose(objects[0].uv, CUBOID, INTRINSICS)
+    assert solution is not None
+    assert np.linalg.norm(solution.pose.translation - truth.translation) < 1e-3
+    assert _rotation_error_deg(solution.pose.rotation, truth.rotation) < 0.5
+
+
+def test_two_instances_are_grouped_to_their_own_centroids():
+    poses = [_pose([0.2, 0.5, 0.1], [-0.12, 0.0, 0.7]), _pose([-0.3, 2.0, 0.4], [0.13, 0.03, 0.75])]
+    truths = [projected_cuboid(CUBOID, p, INTRINSICS) for p in poses]
+    belief, affinity = draw_maps(truths, 640, 480)
+    objects = decode(belief, affinity, 8, DecodeSettings())
+    assert len(objects) == 2
+    for obj in objects:
+        truth = min(truths, key=lambda t: np.linalg.norm(t[8] - obj.uv[8]))
+        assert obj.found.all()
+        np.testing.assert_allclose(obj.uv, truth, atol=0.5)
+    solved = sorted((solve_pose(o.uv, CUBOID, INTRINSICS) for o in objects), key=lambda s: s.pose.translation[0])
+    for solution, truth in zip(solved, poses):
+        assert np.linalg.norm(solution.pose.translation - truth.translation) < 1e-3
+
+
+def test_a_corner_whose_affinity_points_away_is_not_grouped():
+    truth = projected_cuboid(CUBOID, _pose([0.1, 0.2, 0.0], [0.0, 0.0, 0.6]), INTRINSICS)
+    belief, affinity = draw_maps([truth], 640, 480)
+    affinity[0:2] *= -1  # corner 0 now "points" away from the only centroid
+    objects = decode(belief, affinity, 8, DecodeSettings())
+    assert len(objects) == 1
+    assert not objects[0].found[0] and objects[0].found[1:].all()
+
+
+def test_no_centroid_means_no_object():
+    truth = projected_cuboid(CUBOID, _pose([0.1, 0.2, 0.0], [0.0, 0.0, 0.6]), INTRINSICS)
+    truth[8] = np.nan
+    belief, affinity = draw_maps([truth], 640, 480)
+    assert decode(belief, affinity, 8, DecodeSettings()) == []
