@@ -76,8 +76,8 @@ class SceneSpec:
     lighting: Lighting
     background: Background
     spp: int = 4
-    denoise: bool = True  # pathtrace: run Open Image Denoise on the image (config `denoise`)
     renderer: str = "raster"  # backend chosen for this frame (renderer=mix picks per frame)
+    denoise: bool = True  # pathtrace: run Open Image Denoise on the image (config `denoise`)
 
     @property
     def targets(self) -> tuple[Instance, ...]:
