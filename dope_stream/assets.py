@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .errors import DopeError
 from .geometry import Cuboid
+
+if TYPE_CHECKING:
+    from .config import GenerateConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +49,7 @@ class MeshAsset:
     vertex_colors: np.ndarray | None = None
     source: str = ""
 
-    @property
+    @cached_property  # asked for every instance of every frame; the vertices never change
     def cuboid(self) -> Cuboid:
         return Cuboid.from_points(self.vertices.astype(np.float64))
 
@@ -61,6 +66,11 @@ class AssetLibrary:
 
     def cuboid(self, class_name: str) -> Cuboid:
         return self.meshes[self.targets[class_name]].cuboid
+
+    @property
+    def procedural(self) -> list[str]:
+        """Keys of the procedural distractor shapes (always present)."""
+        return [key for key in self.meshes if key.startswith(PROCEDURAL_PREFIX)]
 
 
 def class_name_for(path: Path) -> str:
@@ -172,3 +182,103 @@ def distractor_scales(folder: Path) -> dict[str, float]:
             if isinstance(entry, dict) and "urdf_scale" in entry:
                 scales[str(info_path.parent / entry.get("obj", stem + ".obj"))] = float(entry["urdf_scale"][0])
     return scales
+
+
+# --- the whole library for one generate config ----------------------------------------------------
+
+# Procedural distractors: a handful of fixed shapes and sizes (metres); the sampler jitters the scale.
+# Fixed sizes keep the library identical in every worker, so a mesh key means the same mesh everywhere.
+PROCEDURAL_SHAPES: dict[str, tuple[str, tuple[float, ...]]] = {
+    "box_small": ("box", (0.05, 0.04, 0.03)),
+    "box_flat": ("box", (0.14, 0.10, 0.02)),
+    "box_tall": ("box", (0.06, 0.06, 0.16)),
+    "cylinder_can": ("cylinder", (0.035, 0.10)),
+    "cylinder_rod": ("cylinder", (0.012, 0.18)),
+    "sphere_small": ("sphere", (0.03,)),
+    "sphere_large": ("sphere", (0.06,)),
+    "torus_ring": ("torus", (0.05, 0.015)),
+    "capsule": ("capsule", (0.025, 0.08)),
+    "cone": ("cone", (0.04, 0.09)),
+}
+PROCEDURAL_PREFIX = "procedural/"
+
+
+def procedural_mesh(name: str) -> MeshAsset:
+    """One of PROCEDURAL_SHAPES as a MeshAsset with spherical UVs (so photo textures can wrap it)."""
+    import trimesh
+
+    kind, size = PROCEDURAL_SHAPES[name]
+    if kind == "box":
+        mesh = trimesh.creation.box(extents=size)
+        mesh.unmerge_vertices()  # one vertex per face corner: flat faces, sharp edges
+    elif kind == "cylinder":
+        mesh = trimesh.creation.cylinder(radius=size[0], height=size[1], sections=32)
+    elif kind == "sphere":
+        mesh = trimesh.creation.icosphere(subdivisions=3, radius=size[0])
+    elif kind == "torus":
+        mesh = trimesh.creation.torus(major_radius=size[0], minor_radius=size[1], major_sections=32, minor_sections=16)
+    elif kind == "capsule":
+        mesh = trimesh.creation.capsule(radius=size[0], height=size[1], count=[16, 16])
+    else:
+        mesh = trimesh.creation.cone(radius=size[0], height=size[1], sections=32)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    # Spherical projection about the AABB centre: seams are fine for random distractor textures.
+    rel = vertices - (vertices.min(axis=0) + vertices.max(axis=0)) / 2.0
+    radius = np.linalg.norm(rel, axis=1) + 1e-12
+    uv = np.stack([0.5 + np.arctan2(rel[:, 1], rel[:, 0]) / (2 * np.pi), np.arccos(np.clip(rel[:, 2] / radius, -1, 1)) / np.pi], axis=1)
+    return MeshAsset(
+        key=PROCEDURAL_PREFIX + name,
+        vertices=vertices.astype(np.float32),
+        normals=np.asarray(mesh.vertex_normals, dtype=np.float32),
+        faces=np.asarray(mesh.faces, dtype=np.uint32),
+        uv=uv.astype(np.float32),
+        source=f"trimesh.creation.{kind}{size}",
+    )
+
+
+def target_class_names(config: "GenerateConfig") -> list[str]:
+    """Class name of each `obj` mesh (given or from its file name); duplicates are an error."""
+    names = list(config.class_names) if config.class_names else [class_name_for(Path(p)) for p in config.obj]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DopeError(
+            f"obj: several meshes get the class name '{duplicates[0]}'; give distinct names with --class_names"
+        )
+    return names
+
+
+def load_targets(config: "GenerateConfig") -> dict[str, MeshAsset]:
+    """Class name -> target mesh (scaled by `config.scale`, never re-centred)."""
+    names = target_class_names(config)
+    return {name: load_mesh(Path(path), f"target/{name}", config.scale) for name, path in zip(names, config.obj)}
+
+
+def target_cuboids(config: "GenerateConfig") -> dict[str, Cuboid]:
+    """Each target class's cuboid (AABB in its model frame), without loading the rest of the library."""
+    return {name: mesh.cuboid for name, mesh in load_targets(config).items()}
+
+
+def build_asset_library(config: "GenerateConfig") -> AssetLibrary:
+    """Load every asset a generate run needs, once per worker (about a second for the defaults)."""
+    library = AssetLibrary()
+    for name, mesh in load_targets(config).items():
+        library.meshes[mesh.key] = mesh
+        library.targets[name] = mesh.key
+    for name in PROCEDURAL_SHAPES:
+        mesh = procedural_mesh(name)
+        library.meshes[mesh.key] = mesh
+    if config.distractors is not None:
+        folder = Path(config.distractors)
+        scales = distractor_scales(folder)
+        for path in list_files(folder, MESH_SUFFIXES, "distractor meshes", "distractors"):
+            key = f"distractor/{path.relative_to(folder).as_posix()}"
+            library.meshes[key] = load_mesh(path, key, scales.get(str(path), 1.0))
+            library.distractors.append(key)
+    for path in list_files(Path(config.hdri), HDR_SUFFIXES, "HDR maps", "hdri"):
+        library.hdris[path.relative_to(config.hdri).as_posix()] = load_hdri(path)
+    if config.backgrounds is not None:
+        folder = Path(config.backgrounds)
+        for path in list_files(folder, PHOTO_SUFFIXES, "images", "backgrounds"):
+            library.backgrounds[path.relative_to(folder).as_posix()] = load_photo(path)
+    log.debug("assets: %d meshes, %d HDR maps, %d photos", len(library.meshes), len(library.hdris), len(library.backgrounds))
+    return library

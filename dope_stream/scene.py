@@ -120,6 +120,13 @@ def camera_tilt(pitch_down_deg: float, roll_deg: float) -> np.ndarray:
     return _WORLD_FROM_LEVEL_CAMERA @ tilt
 
 
+def renderer_names(config: "GenerateConfig") -> list[str]:
+    """The backends frames of `config` can use (`mix` uses both unless its fraction is 0 or 1)."""
+    if config.renderer != "mix":
+        return [config.renderer]
+    return [name for name, share in (("raster", 1.0 - config.mix_fraction), ("pathtrace", config.mix_fraction)) if share > 0]
+
+
 def sample_scene(config: "GenerateConfig", assets: "AssetLibrary", index: int) -> SceneSpec:
     """Frame `index` of the dataset described by `config` (targets get segmentation ids 1..n)."""
     rng = frame_rng(config.seed, index)
@@ -143,7 +150,7 @@ def sample_scene(config: "GenerateConfig", assets: "AssetLibrary", index: int) -
     if assets.backgrounds and photo_draw < config.photo_background:
         keys = list(assets.backgrounds)
         background = Background("photo", keys[int(photo_choice * len(keys))])
-    return SceneSpec(index, intrinsics, tuple(instances), lighting, background, config.spp, renderer)
+    return SceneSpec(index, intrinsics, tuple(instances), lighting, background, config.spp, renderer, config.denoise)
 
 
 def _sample_targets(
