@@ -63,6 +63,13 @@ def _raster() -> RendererFactory:
     return RasterRenderer
 
 
+@register("pathtrace")
+def _pathtrace() -> RendererFactory:
+    from .pathtrace import PathTraceRenderer
+
+    return PathTraceRenderer
+
+
 @register("nvisii")
 def _nvisii() -> RendererFactory:
     raise DopeError(

@@ -1,0 +1,420 @@
+"""Photoreal backend: Mitsuba 3 path tracing of the very scene the raster backend draws.
+
+What it shares with `raster` (so that one seed gives one scene, whichever backend renders it):
+- Annotations: instance ids, depth and full pixel counts come from the raster backend's geometry
+  pass (a `RasterRenderer` owned by this one), so JSON annotations are identical across backends;
+  the path-traced image is pixel-aligned with them (same intrinsics, integer pixel coordinates are
+  pixel centres).
+- Environment orientation (`raster.environment_from_camera`; Mitsuba's `envmap` uses the same
+  equirect formula), radiance scale, display transform (`raster.tonemap_to_srgb8`), the background
+  photo's placement (`raster.photo_cover_transform`), uv for meshes without any
+  (`raster._fallback_uv`) and albedo = texture (linear) * vertex colour / 255 * material.color.
+
+Mitsuba variant: `cuda_ad_rgb` when a CUDA GPU is usable, else `llvm_ad_rgb`; override with the
+`variant` argument or the `DOPE_MITSUBA_VARIANT` environment variable (e.g. `scalar_rgb`). Dr.Jit's
+LLVM backend needs LLVM >= 16 (it finds Debian 12's LLVM 15 by itself and aborts inside codegen):
+unless `DRJIT_LIBLLVM_PATH` is set, it is pointed at the newest LLVM >= 16 found (Debian package
+`libllvm19`, installed by install.sh). Without one, the renderer logs one message and uses the slow
+`scalar_rgb` variant instead of crashing.
+
+The Mitsuba scene is built once (`load_dict` costs ~0.3 s) with a pool of instances per mesh; each
+frame moves instances (vertex buffers in the camera frame), parks unused ones far behind the
+camera, and updates materials, camera and environment through `mi.traverse`. The pool grows (one
+rebuild) when a frame needs more copies of a mesh than it holds.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from ..errors import DopeError
+from . import RenderLayers
+from .denoise import denoise_hdr
+from .raster import (  # the conventions both backends share (numpy only; moderngl loads lazily)
+    RasterRenderer,
+    _fallback_uv,
+    environment_from_camera,
+    photo_cover_transform,
+    tonemap_to_srgb8,
+)
+
+if TYPE_CHECKING:
+    from ..assets import AssetLibrary, MeshAsset
+    from ..geometry import Intrinsics
+    from ..scene import Instance, SceneSpec
+
+log = logging.getLogger(__name__)
+
+VARIANT_ENV = "DOPE_MITSUBA_VARIANT"
+LLVM_PATH_ENV = "DRJIT_LIBLLVM_PATH"
+MIN_LLVM_VERSION = 16  # Dr.Jit aborts in LLVM 15's instruction selection; 14 and older it refuses
+LLVM_SEARCH_GLOBS = (
+    "/usr/lib/x86_64-linux-gnu/libLLVM*.so*",
+    "/usr/lib/aarch64-linux-gnu/libLLVM*.so*",
+    "/usr/lib64/libLLVM*.so*",
+    "/usr/lib/libLLVM*.so*",
+    "/usr/local/lib/libLLVM*.so*",
+    "/usr/lib/llvm-*/lib/libLLVM*.so*",
+)
+MAX_PATH_DEPTH = 5  # bounces: enough for inter-reflections between a few objects, cheap on a CPU
+NEAR_CLIP = 1e-3  # metres; annotations' depth comes from the raster pass, not from these rays
+PARKED_POSITION = (0.0, 0.0, -1.0e4)  # unused pool instances collapse to this point behind the camera
+WHITE_MAP = np.ones((2, 2, 3), dtype=np.float32)  # albedo of untextured meshes (before material.color)
+AOV_CHANNELS = "albedo:albedo,normal:sh_normal"  # film channels: R G B A, albedo xyz, normal xyz
+
+
+# --- variant selection ----------------------------------------------------------------------------
+
+
+def llvm_version(path: str) -> int | None:
+    """Major LLVM version in a library file name (`libLLVM.so.19.1`, `libLLVM-19.so`), else None."""
+    match = re.search(r"libLLVM(?:-(\d+)|\.so\.(\d+))", Path(path).name)
+    if match is None:
+        return None
+    return int(match.group(1) or match.group(2))
+
+
+def find_llvm_library(patterns: tuple[str, ...] = LLVM_SEARCH_GLOBS) -> str | None:
+    """The newest LLVM library with version >= MIN_LLVM_VERSION on this machine, or None."""
+    candidates = []
+    for pattern in patterns:
+        for path in glob.glob(pattern):
+            version = llvm_version(path)
+            if version is not None and version >= MIN_LLVM_VERSION and os.path.isfile(path):
+                candidates.append((version, path))
+    return max(candidates)[1] if candidates else None
+
+
+def point_drjit_at_llvm(environ: dict[str, str] | os._Environ = os.environ) -> str | None:
+    """Set DRJIT_LIBLLVM_PATH (before drjit is imported) unless the user did; returns the path."""
+    if environ.get(LLVM_PATH_ENV):
+        return environ[LLVM_PATH_ENV]
+    found = find_llvm_library()
+    if found is not None:
+        environ[LLVM_PATH_ENV] = found
+    return found
+
+
+def select_variant(requested: str | None = None) -> str:
+    """The Mitsuba variant to use: `requested`, else $DOPE_MITSUBA_VARIANT, else the fastest usable."""
+    requested = requested or os.environ.get(VARIANT_ENV) or None
+    llvm_path = point_drjit_at_llvm()
+    mi = import_mitsuba()
+    import drjit as dr
+
+    if requested is not None:
+        if requested not in mi.variants():
+            raise DopeError(
+                f"Mitsuba variant '{requested}' (from the variant option or ${VARIANT_ENV}) is not in this "
+                f"build (choose one of: {', '.join(mi.variants())})"
+            )
+        return requested
+    if "cuda_ad_rgb" in mi.variants() and dr.has_backend(dr.JitBackend.CUDA):
+        return "cuda_ad_rgb"
+    # Without a known-good library drjit would load whatever LLVM it finds (and abort on LLVM 15).
+    if llvm_path is not None and dr.has_backend(dr.JitBackend.LLVM):
+        return "llvm_ad_rgb"
+    log.warning(
+        "pathtrace: Mitsuba's LLVM backend is unavailable (%s); falling back to the scalar_rgb "
+        "variant, which is much slower. Install LLVM >= %d (Debian/Ubuntu: apt-get install libllvm19) "
+        "or set %s to its libLLVM.so.",
+        f"{LLVM_PATH_ENV}={llvm_path} cannot be used" if llvm_path else f"no libLLVM >= {MIN_LLVM_VERSION} found",
+        MIN_LLVM_VERSION,
+        LLVM_PATH_ENV,
+    )
+    return "scalar_rgb"
+
+
+def import_mitsuba():
+    try:
+        import mitsuba as mi
+    except ImportError as err:
+        raise DopeError(
+            f"renderer 'pathtrace' needs Mitsuba 3 ({err}): pip install 'dope-stream[pathtrace]', "
+            "or use --renderer raster"
+        ) from None
+    return mi
+
+
+# --- colour ---------------------------------------------------------------------------------------
+
+
+def srgb_to_linear(srgb8: np.ndarray) -> np.ndarray:
+    """uint8 sRGB -> float32 linear (the exact sRGB transfer function, through a 256-entry table)."""
+    return _SRGB_TO_LINEAR_TABLE[srgb8]
+
+
+def _srgb_table() -> np.ndarray:
+    c = np.arange(256, dtype=np.float64) / 255.0
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+_SRGB_TO_LINEAR_TABLE = _srgb_table()
+
+
+# --- the scene pool -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Slot:
+    """One pooled Mitsuba mesh: a copy of `mesh_key` that a frame may place or park."""
+
+    name: str  # shape id in the Mitsuba scene
+    mesh_key: str
+    parked: bool = False
+
+
+class PathTraceRenderer:
+    """`Renderer` backend: Mitsuba 3 path tracer + OIDN; annotations from the raster backend."""
+
+    def __init__(self, assets: "AssetLibrary", variant: str | None = None, denoise_quality: str = "fast"):
+        self.assets = assets
+        self.variant = select_variant(variant)
+        self.mi = import_mitsuba()
+        self.mi.set_variant(self.variant)
+        self.denoise_quality = denoise_quality
+        self._raster = RasterRenderer(assets)  # exact ids/depth/pixel counts, shared with `raster`
+        self._pool_sizes: dict[str, int] = {}
+        self._size: tuple[int, int] | None = None
+        self._scene = None
+        self._params = None
+        self._slots: list[_Slot] = []
+        self._hdri_key: str | None = None
+        self._linear_textures: dict[str, np.ndarray] = {}
+        self._linear_photos: dict[str, np.ndarray] = {}
+        self._integrators = {
+            hide: self.mi.load_dict(
+                {
+                    "type": "aov",
+                    "aovs": AOV_CHANNELS,
+                    "integrator": {"type": "path", "max_depth": MAX_PATH_DEPTH, "hide_emitters": hide},
+                }
+            )
+            for hide in (False, True)
+        }
+        log.info("pathtrace: Mitsuba %s, variant %s", self.mi.__version__, self.variant)
+
+    # -- Renderer protocol --
+
+    def render(self, scene: "SceneSpec") -> RenderLayers:
+        geometry = self._raster.render(scene)
+        self._prepare(scene)
+        photo_mode = scene.background.mode == "photo"
+        film = np.asarray(
+            self.mi.render(self._scene, spp=scene.spp, seed=scene.index, integrator=self._integrators[photo_mode]),
+            dtype=np.float32,
+        )
+        color, alpha, albedo, normal = film[..., :3], film[..., 3], film[..., 4:7], film[..., 7:10]
+        if scene.denoise:
+            color = np.maximum(denoise_hdr(color, albedo, normal, self.denoise_quality), 0.0)
+        rgb = self._display(scene, color, alpha) if photo_mode else tonemap_to_srgb8(color)
+        return RenderLayers(rgb, geometry.instance_id, geometry.depth, geometry.full_pixel_counts)
+
+    def close(self) -> None:
+        self._raster.close()
+        self._scene = self._params = None
+        self._slots = []
+
+    # -- per-frame scene update --
+
+    def _prepare(self, scene: "SceneSpec") -> None:
+        needed: dict[str, int] = {}
+        for instance in scene.instances:
+            needed[instance.mesh_key] = needed.get(instance.mesh_key, 0) + 1
+        size = (scene.intrinsics.width, scene.intrinsics.height)
+        if self._scene is None or size != self._size or any(n > self._pool_sizes.get(k, 0) for k, n in needed.items()):
+            for key, count in needed.items():  # grow geometrically so a pool is rebuilt only a few times
+                self._pool_sizes[key] = max(count, 2 * self._pool_sizes.get(key, 0), 1)
+            self._build(size)
+        self._update_camera(scene.intrinsics)
+        self._update_environment(scene)
+        self._update_instances(scene)
+        self._params.update()
+
+    def _build(self, size: tuple[int, int]) -> None:
+        mi = self.mi
+        log.debug("pathtrace: building the Mitsuba scene (%s)", self._pool_sizes)
+        width, height = size
+        description: dict[str, Any] = {
+            "type": "scene",
+            "sensor": {
+                "type": "perspective",
+                "fov_axis": "x",
+                "fov": 60.0,  # set per frame from the intrinsics
+                "near_clip": NEAR_CLIP,
+                "far_clip": 1.0e3,
+                # Mitsuba's camera looks along +z with +x to the left and +y up; flipping x and y
+                # makes its world frame the OpenCV camera frame (x right, y down, z forward).
+                "to_world": mi.ScalarTransform4f().scale([-1.0, -1.0, 1.0]),
+                "film": {
+                    "type": "hdrfilm",
+                    "width": width,
+                    "height": height,
+                    "pixel_format": "rgba",
+                    "rfilter": {"type": "box"},  # uncorrelated pixel noise, which OIDN needs
+                },
+                "sampler": {"type": "independent"},
+            },
+            "environment": {
+                "type": "envmap",
+                "bitmap": mi.Bitmap(np.ones((2, 4, 3), dtype=np.float32)),  # replaced per frame
+            },
+        }
+        self._slots = []
+        for mesh_key, count in sorted(self._pool_sizes.items()):
+            for copy in range(count):
+                slot = _Slot(f"mesh{len(self._slots)}", mesh_key)
+                description[slot.name] = self._mesh_shape(slot, self.assets.meshes[mesh_key])
+                self._slots.append(slot)
+        self._scene = mi.load_dict(description)
+        self._params = mi.traverse(self._scene)
+        self._size = size
+        self._hdri_key = None
+
+    def _mesh_shape(self, slot: _Slot, mesh: "MeshAsset"):
+        """A Mitsuba mesh holding `mesh`'s topology, uv and material slots (parked until used)."""
+        mi = self.mi
+        if mesh.vertex_colors is not None and mesh.texture is None:
+            base_color = {"type": "mesh_attribute", "name": "vertex_color"}
+        else:  # one bitmap for textures, photos and plain colours (white; Mitsuba needs >= 2x2)
+            base_color = {"type": "bitmap", "data": mi.TensorXf(WHITE_MAP), "raw": True}
+        props = mi.Properties()
+        props["bsdf"] = mi.load_dict({"type": "principled", "base_color": base_color})
+        shape = mi.Mesh(
+            slot.name,
+            vertex_count=len(mesh.vertices),
+            face_count=len(mesh.faces),
+            has_vertex_normals=True,
+            has_vertex_texcoords=True,
+            props=props,
+        )
+        if mesh.vertex_colors is not None and mesh.texture is None:
+            shape.add_attribute("vertex_color", 3, np.zeros(3 * len(mesh.vertices), np.float32))
+        buffers = mi.traverse(shape)
+        buffers["faces"] = np.ascontiguousarray(mesh.faces, dtype=np.uint32).ravel()
+        buffers["vertex_positions"] = _parked_positions(len(mesh.vertices))
+        buffers["vertex_normals"] = np.ascontiguousarray(mesh.normals, dtype=np.float32).ravel()
+        # OBJ uv has v up from the image's bottom row; Mitsuba's bitmap row 0 is v = 0.
+        uv = mesh.uv if mesh.uv is not None else _fallback_uv(mesh.vertices)
+        buffers["vertex_texcoords"] = np.column_stack([uv[:, 0], 1.0 - uv[:, 1]]).astype(np.float32).ravel()
+        buffers.update()
+        slot.parked = True
+        return shape
+
+    def _update_camera(self, intrinsics: "Intrinsics") -> None:
+        # Mitsuba's pixel x spans [x, x + 1) with its centre at x + 0.5; OpenCV's integer u is the
+        # centre, so film x = u + 0.5 and the principal point sits cx + 0.5 from the film's left.
+        width, height = intrinsics.width, intrinsics.height
+        self._params["sensor.x_fov"] = float(np.degrees(2.0 * np.arctan(0.5 * width / intrinsics.fx)))
+        self._params["sensor.principal_point_offset_x"] = float((intrinsics.cx + 0.5) / width - 0.5)
+        self._params["sensor.principal_point_offset_y"] = float((intrinsics.cy + 0.5) / height - 0.5)
+
+    def _update_environment(self, scene: "SceneSpec") -> None:
+        lighting = scene.lighting
+        if lighting.hdri_key != self._hdri_key:
+            self._params["environment.data"] = self.mi.TensorXf(self.assets.hdris[lighting.hdri_key])
+            self._hdri_key = lighting.hdri_key
+        self._params["environment.scale"] = float(lighting.intensity)
+        # Mitsuba looks up the map at to_world^-1 * direction with the same equirect formula as
+        # raster's `equirect_uv`, so to_world is the inverse (transpose) of env_from_camera.
+        rotation = np.eye(4)
+        rotation[:3, :3] = np.asarray(environment_from_camera(lighting), dtype=np.float64).T
+        self._params["environment.to_world"] = self.mi.ScalarTransform4f(rotation)
+
+    def _update_instances(self, scene: "SceneSpec") -> None:
+        free: dict[str, list[_Slot]] = {}
+        for slot in self._slots:
+            free.setdefault(slot.mesh_key, []).append(slot)
+        aspect = scene.intrinsics.fy / scene.intrinsics.fx
+        for instance in scene.instances:
+            slot = free[instance.mesh_key].pop(0)
+            self._place(slot, instance, aspect)
+        for slots in free.values():
+            for slot in slots:
+                if not slot.parked:
+                    count = len(self.assets.meshes[slot.mesh_key].vertices)
+                    self._params[f"{slot.name}.vertex_positions"] = _parked_positions(count)
+                    slot.parked = True
+
+    def _place(self, slot: _Slot, instance: "Instance", aspect: float) -> None:
+        mesh = self.assets.meshes[instance.mesh_key]
+        rotation, translation = instance.pose.rotation, instance.pose.translation
+        positions = (mesh.vertices.astype(np.float64) * instance.scale) @ rotation.T + translation
+        normals = mesh.normals.astype(np.float64) @ rotation.T
+        if aspect != 1.0:
+            # Mitsuba's pinhole has square pixels: stretch the scene along y instead (fy != fx), which
+            # projects exactly like the OpenCV camera; normals take the inverse stretch.
+            positions[:, 1] *= aspect
+            normals[:, 1] /= aspect
+            normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        self._params[f"{slot.name}.vertex_positions"] = positions.astype(np.float32).ravel()
+        self._params[f"{slot.name}.vertex_normals"] = normals.astype(np.float32).ravel()
+        slot.parked = False
+        self._set_material(slot, mesh, instance)
+
+    def _set_material(self, slot: _Slot, mesh: "MeshAsset", instance: "Instance") -> None:
+        material, prefix = instance.material, f"{slot.name}.bsdf"
+        color = np.asarray(material.color, dtype=np.float32)
+        if mesh.vertex_colors is not None and mesh.texture is None:
+            # As in raster: vertex colours multiply the albedo as they are (not sRGB-decoded).
+            self._params[f"{slot.name}.vertex_color"] = (mesh.vertex_colors / np.float32(255.0) * color).ravel()
+        else:
+            self._params[f"{prefix}.base_color.data"] = self.mi.TensorXf(self._albedo_map(mesh, material.texture_key) * color)
+        self._params[f"{prefix}.roughness.value"] = float(material.roughness)
+        self._params[f"{prefix}.metallic.value"] = float(material.metallic)
+        self._params[f"{prefix}.specular"] = float(material.specular)
+
+    def _albedo_map(self, mesh: "MeshAsset", texture_key: str | None) -> np.ndarray:
+        """Linear base-colour map: a background photo, the mesh's texture, or white."""
+        if texture_key is not None:
+            if texture_key not in self.assets.backgrounds:
+                raise DopeError(f"texture: unknown background photo '{texture_key}' (not in the asset library)")
+            if texture_key not in self._linear_photos:
+                self._linear_photos[texture_key] = srgb_to_linear(self.assets.backgrounds[texture_key])
+            return self._linear_photos[texture_key]
+        if mesh.texture is not None:
+            if mesh.key not in self._linear_textures:
+                self._linear_textures[mesh.key] = srgb_to_linear(mesh.texture)
+            return self._linear_textures[mesh.key]
+        return WHITE_MAP
+
+    # -- display --
+
+    def _display(self, scene: "SceneSpec", color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """Objects over the background photo: blend in display space by the rendered coverage."""
+        photo = cover_photo(self.assets.backgrounds[scene.background.photo_key], scene.intrinsics)
+        coverage = alpha[..., None]
+        objects = tonemap_to_srgb8(color / np.maximum(coverage, 1e-6)).astype(np.float32)
+        blended = coverage * objects + (1.0 - coverage) * photo.astype(np.float32)
+        return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def cover_photo(photo: np.ndarray, intrinsics: "Intrinsics") -> np.ndarray:
+    """(H, W, 3) uint8: the photo scaled to cover the image and centre-cropped, as raster shows it."""
+    width, height = intrinsics.width, intrinsics.height
+    photo_size = np.array([photo.shape[1], photo.shape[0]], dtype=np.float64)
+    offset, scale = photo_cover_transform(tuple(photo_size), (width, height))
+    zoom = 1.0 / (scale * photo_size)  # output pixels per photo pixel (equal on both axes)
+    # Shrink with area averaging first (raster samples a mip chain), then place with sub-pixel care:
+    # output pixel u samples photo texture coordinate offset + (u + 0.5) * scale.
+    resized_size = np.maximum(np.round(photo_size * zoom), 1).astype(int)
+    resized = cv2.resize(photo, tuple(int(s) for s in resized_size), interpolation=cv2.INTER_AREA if zoom[0] < 1 else cv2.INTER_LINEAR)
+    step = scale * resized_size  # resized pixels per output pixel (~1)
+    start = offset * resized_size + 0.5 * step - 0.5
+    warp = np.array([[step[0], 0.0, start[0]], [0.0, step[1], start[1]]])
+    return cv2.warpAffine(
+        resized, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def _parked_positions(count: int) -> np.ndarray:
+    return np.tile(np.asarray(PARKED_POSITION, dtype=np.float32), count)
