@@ -79,3 +79,37 @@ def test_no_centroid_means_no_object():
     truth[8] = np.nan
     belief, affinity = draw_maps([truth], 640, 480)
     assert decode(belief, affinity, 8, DecodeSettings()) == []
+
+
+class _PerfectBackend:
+    """Stands in for a network that predicts exactly the ground-truth maps of the image it is given."""
+
+    fixed_size = None
+
+    def __init__(self, keypoints_px: np.ndarray, image_size: tuple[int, int]):
+        self.keypoints_px, self.image_size = keypoints_px, image_size
+        self.seen_sizes: list[tuple[int, int]] = []
+
+    def __call__(self, batch: np.ndarray):
+        height, width = batch.shape[2:]
+        self.seen_sizes.append((width, height))
+        scale = np.array([width / self.image_size[0], height / self.image_size[1]])
+        return draw_maps([(self.keypoints_px + 0.5) * scale - 0.5], width, height)
+
+
+def test_detector_resizes_and_scales_the_camera_for_any_image_size():
+    from infer.detector import Detector, NetworkInfo
+
+    intrinsics = Intrinsics(900.0, 900.0, 499.5, 374.5, 1000, 750)
+    truth = _pose([0.3, 0.4, -0.2], [0.02, 0.01, 0.5])
+    keypoints = projected_cuboid(CUBOID, truth, intrinsics)
+    backend = _PerfectBackend(keypoints, (1000, 750))
+    info = NetworkInfo("test", "box", CUBOID, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    detector = Detector(backend, info, input_height=480)
+    image = np.zeros((750, 1000, 3), np.uint8)
+    (detection,) = detector.detect(image, intrinsics)
+    assert backend.seen_sizes == [(640, 480)]
+    assert np.linalg.norm(detection.pose.translation - truth.translation) < 1e-3
+    assert _rotation_error_deg(detection.pose.rotation, truth.rotation) < 0.5
+    np.testing.assert_allclose(detection.projected_cuboid, keypoints, atol=1.0)
+    assert 0.9 < detection.score <= 1.0

@@ -1,0 +1,59 @@
+"""`dope infer`, `dope evaluate`, `dope export`: thin wrappers around the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from dope_stream.config import add_config_arguments, config_from_args
+
+from .config import EvaluateConfig, ExportConfig, InferConfig
+
+log = logging.getLogger(__name__)
+
+
+def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, InferConfig)
+
+
+def run_infer(args: argparse.Namespace) -> int:
+    from .inference import run_inference
+
+    summary = run_inference(config_from_args(InferConfig, args))
+    if summary.frames:
+        log.info("%.1f frames/s including reading and writing", summary.frames / summary.seconds)
+    return 0
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, EvaluateConfig)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .evaluate import evaluate_folders, metrics_table, write_metrics
+
+    config = config_from_args(EvaluateConfig, args)
+    metrics = evaluate_folders(config.pred, config.gt, config.models, config.symmetric, config.min_visibility)
+    json_path, curve_path = write_metrics(metrics, config.out or config.pred)
+    Console().print(metrics_table(metrics))
+    log.info("wrote %s and %s", json_path, curve_path)
+    return 0
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, ExportConfig)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx, max_abs_difference
+    from .loading import load_torch_network
+
+    config = config_from_args(ExportConfig, args)
+    model, info = load_torch_network(config)
+    path = export_onnx(model, info, config.onnx, config.width, config.height, config.dynamic, config.opset)
+    difference = max_abs_difference(model, path, config.width, config.height)
+    print(f"exported {path} (input 1x3x{config.height}x{config.width}{', dynamic' if config.dynamic else ''}; "
+          f"mean {list(info.mean)}, std {list(info.std)}); max |torch - onnxruntime| = {difference:.2e}")
+    return 0

@@ -1,0 +1,85 @@
+"""Options of `dope infer`, `dope evaluate` and `dope export` (fields = YAML keys = CLI options)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from dope_stream.config import PACKAGE_ASSETS, ConfigModel, FloatQuad, StrList, _parse_floats
+
+FloatTriple = Annotated[tuple[float, float, float], BeforeValidator(_parse_floats(3))]
+LARGEST_PLAUSIBLE_OBJECT_M = 5.0
+
+
+class NetworkOptions(ConfigModel):
+    """Which network to load; the object options are needed only for the official DOPE weights."""
+
+    weights: Path = Field(description="checkpoint (.pth) of this project, official DOPE weights, or an exported .onnx")
+    object: str | None = Field(None, description="class name (required for official weights; checked against checkpoints)")
+    dims: FloatTriple | None = Field(
+        None, description="official weights: cuboid size x,y,z in metres along the model axes (the AABB extents)"
+    )
+    center: FloatTriple = Field(
+        (0.0, 0.0, 0.0), description="official weights: AABB centre x,y,z of the mesh in its own frame (metres)"
+    )
+    mean: FloatTriple | None = Field(None, description="official weights: input mean per RGB channel (default 0.5)")
+    std: FloatTriple | None = Field(None, description="official weights: input std per RGB channel (default 0.5)")
+    device: str = Field("cpu", description="torch device (cpu, cuda, cuda:1, mps)")
+
+    @field_validator("dims")
+    @classmethod
+    def _dims_in_metres(cls, dims):
+        if dims is not None and (min(dims) <= 0 or max(dims) > LARGEST_PLAUSIBLE_OBJECT_M):
+            raise ValueError("cuboid dimensions must be positive and in metres (centimetres? divide by 100)")
+        return dims
+
+
+class InferConfig(NetworkOptions):
+    """`dope infer`: 6-DoF poses of an object in images or a video."""
+
+    images: Path = Field(description="an image, a folder of images, or a video file")
+    out: Path = Field(Path("out/infer"), description="output folder: per-image JSON and overlay PNG (or video)")
+    camera: Path | None = Field(None, description="camera.yaml (ROS camera_info: image_width, image_height, camera_matrix)")
+    intrinsics: FloatQuad | None = Field(None, description="fx,fy,cx,cy in pixels of the input images")
+    backend: Literal["torch", "onnx"] = Field("torch", description="torch (checkpoints) or onnx (onnxruntime, .onnx weights)")
+    input_height: int | None = Field(
+        None, ge=16, le=4096,
+        description="resize images to this height for the network (width keeps the aspect); none: native size",
+    )
+    peak_threshold: float = Field(0.05, ge=0, description="minimum belief of a keypoint peak")
+    centroid_threshold: float = Field(0.1, ge=0, description="minimum belief of a centroid peak that starts an object")
+    min_keypoints: int = Field(6, ge=4, le=9, description="fewest keypoints (of 9) a pose is solved from")
+    max_reprojection_error: float = Field(10.0, gt=0, description="poses with a larger mean reprojection error (pixels) are rejected")
+    resume: bool = Field(True, description="skip images whose JSON is already in --out")
+
+
+class EvaluateConfig(ConfigModel):
+    """`dope evaluate`: ADD/ADD-S accuracy of predicted poses against ground truth."""
+
+    pred: Path = Field(description="folder of prediction JSON files (`dope infer` output)")
+    gt: Path = Field(description="folder of ground-truth JSON files (this project's format), matched by file stem")
+    models: Path = Field(
+        PACKAGE_ASSETS / "objects", description="folder with CLASS/points.xyz (or CLASS/ mesh, CLASS.xyz) per class"
+    )
+    symmetric: StrList = Field(default_factory=list, description="classes evaluated with ADD-S")
+    min_visibility: float = Field(0.0, ge=0, le=1, description="ground truth at or below this visibility is ignored")
+    out: Path | None = Field(None, description="folder for metrics.json and accuracy_curve.png (default: --pred)")
+
+
+class ExportConfig(NetworkOptions):
+    """`dope export`: ONNX model with input `input` (1,3,H,W) and output `output` (1,25,H/8,W/8)."""
+
+    onnx: Path = Field(description="output .onnx file")
+    height: int = Field(480, ge=16, le=4096, description="input height (a multiple of 32)")
+    width: int = Field(640, ge=16, le=4096, description="input width (a multiple of 32)")
+    dynamic: bool = Field(False, description="dynamic batch, height and width instead of a fixed size")
+    opset: int = Field(17, ge=11, le=21, description="ONNX opset version")
+
+    @field_validator("height", "width")
+    @classmethod
+    def _multiple_of_stride(cls, value: int) -> int:
+        if value % 32:  # the light network's coarsest features have stride 32 before upsampling
+            raise ValueError(f"must be a multiple of 32, e.g. {value - value % 32 or 32}")
+        return value

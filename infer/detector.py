@@ -1,0 +1,165 @@
+"""Whole image -> detections: resize, normalise, run the network (torch or onnxruntime), decode, PnP.
+
+Any image size works: the image is resized to the network's input size (a multiple of 32, the
+coarsest stride of the networks; or the ONNX model's fixed size), the intrinsics are scaled to match
+with `Intrinsics.scaled`, and the decoded keypoints are mapped back to the original pixels before
+PnP, so poses, keypoints and reprojections all refer to the image the user gave.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from dope_stream.geometry import NUM_KEYPOINTS, Cuboid, Intrinsics, Pose, projected_cuboid
+
+from .decode import DecodeSettings, ObjectKeypoints, decode
+from .pnp import PnPSettings, solve_pose
+
+log = logging.getLogger(__name__)
+
+SIZE_MULTIPLE = 32  # input sizes the registered networks accept (stride-16 features upsampled to 8)
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """What inference needs to know about a network, whatever file it came from."""
+
+    network: str
+    class_name: str
+    cuboid: Cuboid  # AABB centre + extent in the mesh's own frame (metres)
+    mean: tuple[float, float, float]  # input normalisation, RGB in 0..1
+    std: tuple[float, float, float]
+    stride: int = 8
+    official: bool = False  # official DOPE weights: no camera known from training
+
+    def to_dict(self) -> dict:
+        return {
+            "network": self.network, "class_name": self.class_name, "cuboid": self.cuboid.to_dict(),
+            "mean": list(self.mean), "std": list(self.std), "stride": self.stride, "official": self.official,
+        }
+
+    @staticmethod
+    def from_dict(d: dict) -> "NetworkInfo":
+        return NetworkInfo(
+            d["network"], d["class_name"], Cuboid.from_dict(d["cuboid"]), tuple(d["mean"]), tuple(d["std"]),
+            int(d["stride"]), bool(d["official"]),
+        )
+
+
+class Backend(Protocol):
+    """Runs the network on one normalised image (1, 3, H, W) -> last stage belief (9,h,w), affinity (16,h,w)."""
+
+    fixed_size: tuple[int, int] | None  # (width, height) the model requires, or None for any size
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class TorchBackend:
+    fixed_size = None
+
+    def __init__(self, model, device: str = "cpu"):
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with self.torch.inference_mode():
+            belief, affinity = self.model(self.torch.from_numpy(batch).to(self.device))[-1]
+        return belief[0].float().cpu().numpy(), affinity[0].float().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object found in an image (pixels of that image, poses of the mesh's own frame)."""
+
+    class_name: str
+    pose: Pose
+    projected_cuboid: np.ndarray  # (9, 2) reprojected from the pose
+    keypoints: np.ndarray  # (9, 2) decoded, NaN where not found
+    keypoint_scores: np.ndarray  # (9,) belief at each keypoint, 0 where not found
+    inliers: np.ndarray  # (9,) bool, keypoints the pose was solved from
+    score: float  # sum of the inliers' beliefs / 9: high when many keypoints are found confidently
+    reprojection_error: float  # mean pixels over inliers
+
+    def to_json(self, index: int) -> dict:
+        return {
+            "class": self.class_name,
+            "name": f"{self.class_name}_{index}",
+            "location": self.pose.translation.tolist(),
+            "quaternion_xyzw": self.pose.quaternion_xyzw.tolist(),
+            "projected_cuboid": self.projected_cuboid.tolist(),
+            "keypoints": [None if np.isnan(p[0]) else p.tolist() for p in self.keypoints],
+            "keypoint_scores": self.keypoint_scores.tolist(),
+            "inliers": self.inliers.tolist(),
+            "score": self.score,
+            "reprojection_error_px": self.reprojection_error,
+        }
+
+
+class Detector:
+    """Image -> detections for one object class."""
+
+    def __init__(
+        self, backend: Backend, info: NetworkInfo, decode_settings: DecodeSettings = DecodeSettings(),
+        pnp_settings: PnPSettings = PnPSettings(), input_height: int | None = None,
+    ):
+        self.backend, self.info = backend, info
+        self.decode_settings, self.pnp_settings = decode_settings, pnp_settings
+        self.input_height = input_height
+        self.mean = np.asarray(info.mean, dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(info.std, dtype=np.float32).reshape(3, 1, 1)
+
+    def network_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the network input for an image of this size."""
+        if self.backend.fixed_size is not None:
+            return self.backend.fixed_size
+        scale = 1.0 if self.input_height is None else self.input_height / height
+        return _round_to_multiple(width * scale), _round_to_multiple(height * scale)
+
+    def preprocess(self, image_rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """(H, W, 3) uint8 RGB -> (1, 3, h, w) float32 normalised network input."""
+        if (image_rgb.shape[1], image_rgb.shape[0]) != size:
+            shrinking = size[0] < image_rgb.shape[1]
+            image_rgb = cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        chw = image_rgb.transpose(2, 0, 1).astype(np.float32) / 255.0
+        return ((chw - self.mean) / self.std)[None]
+
+    def keypoints(self, image_rgb: np.ndarray) -> list[ObjectKeypoints]:
+        """Decoded keypoints of every object, in pixels of the given image."""
+        height, width = image_rgb.shape[:2]
+        size = self.network_size(width, height)
+        belief, affinity = self.backend(self.preprocess(image_rgb, size))
+        objects = decode(belief, affinity, self.info.stride, self.decode_settings)
+        # Inverse of the resize: pixel centres map as in Intrinsics.scaled.
+        scale = np.array([width / size[0], height / size[1]])
+        return [ObjectKeypoints((o.uv + 0.5) * scale - 0.5, o.scores) for o in objects]
+
+    def detect(self, image_rgb: np.ndarray, intrinsics: Intrinsics) -> list[Detection]:
+        """Objects with a plausible pose, best score first."""
+        detections = []
+        for obj in self.keypoints(image_rgb):
+            solution = solve_pose(obj.uv, self.info.cuboid, intrinsics, self.pnp_settings)
+            if solution is None:
+                continue
+            detections.append(Detection(
+                class_name=self.info.class_name,
+                pose=solution.pose,
+                projected_cuboid=projected_cuboid(self.info.cuboid, solution.pose, intrinsics),
+                keypoints=obj.uv,
+                keypoint_scores=obj.scores,
+                inliers=solution.inliers,
+                score=float(obj.scores[solution.inliers].sum() / NUM_KEYPOINTS),
+                reprojection_error=solution.reprojection_error,
+            ))
+        return sorted(detections, key=lambda d: -d.score)
+
+
+def _round_to_multiple(value: float) -> int:
+    return max(SIZE_MULTIPLE, int(round(value / SIZE_MULTIPLE)) * SIZE_MULTIPLE)

@@ -1,0 +1,115 @@
+"""Networks for inference from any weights file: this project's checkpoints, the official DOPE
+state dicts (the user supplies what they lack: class, cuboid, normalisation), or exported ONNX
+models (whose `NetworkInfo` travels in the ONNX metadata)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from dope_stream.errors import DopeError
+from dope_stream.geometry import Cuboid
+
+from .config import NetworkOptions
+from .detector import NetworkInfo
+
+log = logging.getLogger(__name__)
+
+ONNX_METADATA_KEY = "dope_stream"
+OFFICIAL_NORMALISATION = (0.5, 0.5, 0.5)  # the original YCB weights; newer releases use ImageNet's
+
+
+def load_torch_network(options: NetworkOptions):
+    """(torch model in eval mode on options.device, NetworkInfo) from a .pth file."""
+    import torch
+
+    path = options.weights
+    if not path.is_file():
+        raise DopeError(f"--weights {path}: file does not exist")
+    if path.suffix.lower() == ".onnx":
+        raise DopeError(f"--weights {path}: an ONNX model runs with --backend onnx")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt/unsafe files
+        raise DopeError(f"--weights {path}: cannot be read as a PyTorch file ({err})") from None
+    if _is_official_state_dict(content):
+        model, info = _official_network(content, options)
+    else:
+        from trainer.checkpoint import load_model
+
+        model, meta = load_model(path, device="cpu")
+        info = info_from_meta(meta, options)
+        if options.object is not None and options.object != info.class_name:
+            raise DopeError(f"--object '{options.object}': unknown class for {path}, which detects '{info.class_name}'")
+    return model.to(options.device).eval(), info
+
+
+def _is_official_state_dict(content) -> bool:
+    """A bare state dict of the reference network (keys `vgg.*`, `m1_2.*`, optionally `module.`-prefixed)."""
+    return isinstance(content, dict) and any(
+        isinstance(k, str) and k.removeprefix("module.") == "vgg.0.weight" for k in content
+    )
+
+
+def _official_network(state: dict, options: NetworkOptions):
+    from trainer.networks import load_official_dope
+
+    if options.object is None or options.dims is None:
+        raise DopeError(
+            f"--weights {options.weights}: official DOPE weights carry no object description; "
+            "give --object CLASS and --dims X,Y,Z (the cuboid size in metres)"
+        )
+    info = NetworkInfo(
+        network="dope",
+        class_name=options.object,
+        cuboid=Cuboid(tuple(options.center), tuple(options.dims)),
+        mean=tuple(options.mean or OFFICIAL_NORMALISATION),
+        std=tuple(options.std or OFFICIAL_NORMALISATION),
+        official=True,
+    )
+    return load_official_dope(state), info
+
+
+def info_from_meta(meta, options: NetworkOptions) -> NetworkInfo:
+    """The trainer's ModelMeta -> NetworkInfo; --dims/--center stand in for a cuboid the data lacked."""
+    cuboid = meta.cuboid
+    if cuboid is None:
+        if options.dims is None:
+            raise DopeError(f"--weights {options.weights}: the checkpoint has no object cuboid; give --dims X,Y,Z (metres)")
+        cuboid = Cuboid(tuple(options.center), tuple(options.dims))
+    return NetworkInfo(
+        network=meta.network,
+        class_name=meta.class_name,
+        cuboid=cuboid,
+        mean=tuple(float(m) for m in meta.mean),
+        std=tuple(float(s) for s in meta.std),
+        stride=int(meta.stride),
+    )
+
+
+class OnnxBackend:
+    """onnxruntime session of an exported model; `output` holds belief (9) + affinity (16) channels."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for bad models
+            raise DopeError(f"--weights {path}: cannot be loaded by onnxruntime ({err})") from None
+        height, width = self.session.get_inputs()[0].shape[2:]
+        self.fixed_size = (width, height) if isinstance(width, int) and isinstance(height, int) else None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if ONNX_METADATA_KEY not in metadata:
+            raise DopeError(f"--weights {path}: no '{ONNX_METADATA_KEY}' metadata; export it with `dope export`")
+        self.info = NetworkInfo.from_dict(json.loads(metadata[ONNX_METADATA_KEY]))
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        (output,) = self.session.run(["output"], {"input": batch})
+        return output[0, :9], output[0, 9:]
