@@ -44,7 +44,7 @@ def _parse_range(value: Any) -> tuple[int, int]:
         raise ValueError(f"expected an integer or a range 'a,b', got {value!r}")
     low, high = numbers
     if low < 0 or high < 0:
-        raise ValueError(f"counts must be >= 0, got {value!r}")
+        raise ValueError("counts must be >= 0")
     if low > high:
         raise ValueError(f"range {value!r} has its minimum above its maximum")
     return low, high
