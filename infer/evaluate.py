@@ -262,7 +262,7 @@ def metrics_table(metrics: dict):
 
     table = Table(title=f"Pose accuracy ({metrics['images']} images)")
     for column in ("class", "metric", "GT", "matched", "missed", "false pos.", "<2cm", "<5cm", "<10cm", "AUC", "2D px"):
-        table.add_column(column, justify="left" if column == "class" else "right")
+        table.add_column(column, justify="left" if column == "class" else "right", no_wrap=column == "class")
     for class_name, s in metrics["classes"].items():
         acc = s["accuracy"]
         keypoint = s["mean_keypoint_error_px"]
