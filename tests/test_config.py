@@ -1,0 +1,60 @@
+"""Config: YAML < command line precedence, ranges, and errors that name the key."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from dope_stream.config import GenerateConfig, add_config_arguments, config_from_args
+from dope_stream.errors import DopeError
+
+
+def _parse(argv: list[str]) -> GenerateConfig:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, GenerateConfig)
+    return config_from_args(GenerateConfig, parser.parse_args(argv))
+
+
+def test_yaml_then_command_line(tmp_path):
+    config_file = tmp_path / "gen.yaml"
+    config_file.write_text("nb_frames: 7\nnb_objects: 2,5\nwidth: 320\nbackgrounds: null\n")
+    config = _parse(["--config", str(config_file), "--width", "100", "--nb-distractors", "3"])
+    assert (config.nb_frames, config.nb_objects, config.width, config.nb_distractors) == (7, (2, 5), 100, (3, 3))
+    assert config.backgrounds is None and config.height == 512
+    assert _parse(["--distractors", "none"]).distractors is None
+    assert _parse(["--no-denoise"]).denoise is False
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"nb_objects": "5,2"}, "nb_objects"),
+        ({"nb_distractors": -1}, "nb_distractors"),
+        ({"nb_objects": "a,b"}, "nb_objects"),
+        ({"width": 0}, "width"),
+        ({"renderer": "blender"}, "renderer"),
+        ({"nb_frame": 10}, "did you mean 'nb_frames'"),
+        ({"class_names": "a,b"}, "class_names has 2 names for 1 obj"),
+        ({"intrinsics": "1,2,3"}, "intrinsics"),
+    ],
+)
+def test_bad_values_name_the_option(values, message):
+    with pytest.raises(DopeError, match=message):
+        GenerateConfig.load(overrides=values)
+
+
+def test_bad_yaml_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(DopeError, match="mapping"):
+        GenerateConfig.load(bad)
+    with pytest.raises(DopeError, match="does not exist"):
+        GenerateConfig.load(tmp_path / "missing.yaml")
+
+
+def test_yaml_round_trip(tmp_path):
+    config = GenerateConfig(nb_objects=(2, 3), seed=9, backgrounds=None)
+    path = tmp_path / "round.yaml"
+    path.write_text(config.to_yaml())
+    assert GenerateConfig.load(path) == config
