@@ -1,0 +1,428 @@
+"""`raster` backend: OpenGL through EGL with moderngl (Mesa llvmpipe on a CPU, NVIDIA EGL on a GPU).
+
+Conventions (the `pathtrace` backend reproduces them with the numpy functions of this module):
+
+- Camera: OpenCV frame and intrinsics; integer pixel coordinates are pixel centres, as in
+  `dope_stream.geometry.project_points`. `projection_matrix` maps camera points straight to clip
+  space with image row v at window y = v + 0.5, so framebuffers hold the image top row first and
+  read back without a flip.
+- Environment frame: +Y up. A camera-frame direction d looks at environment direction
+  `environment_from_camera(lighting) @ d` = R_y(yaw)^T @ world_from_camera @ d: `world_from_camera`
+  places the camera in the world (a level camera looking along world -Z is diag(1, -1, -1)) and the
+  environment is rotated by +yaw_deg about +Y (right-handed) within the world.
+- Equirect lookup (`environment_direction_to_uv`, Mitsuba's `envmap` convention): for a unit
+  environment direction (x, y, z), u = atan2(x, -z) / 2pi wrapped to [0, 1), v = acos(y) / pi;
+  texture coordinates, so map column j spans u in [j/W, (j+1)/W) and row 0 (v = 0) is straight up.
+- Radiance = map value * lighting.intensity. Display = `tonemap_to_srgb8`: the ACES filmic fit of
+  Narkowicz (2015), clamped to [0, 1], then the sRGB transfer function; no further exposure.
+- Shading: albedo = texture (or vertex colours, else white) * material.color; diffuse from the SH9
+  irradiance of the map (`irradiance_sh9`), glossy from the map's mip chain in the reflection
+  direction (mip chosen so a texel spans roughness^2 radians) times the split-sum GGX environment
+  BRDF with F0 = mix(0.08 * specular, albedo, metallic). No shadows or inter-reflections.
+- Photo background: the photo scaled to cover the frame (aspect kept, centre crop), shown as is.
+
+Layers: colour is multisampled (`scene.spp` samples, clamped to what the driver offers); instance
+ids and depth come from single-sampled attachments (exact at pixel centres). The full pixel count
+of each target comes from an occlusion query around a lone draw of that target (depth pre-pass,
+then an equal-depth pass, so each covered pixel counts once).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import DopeError
+from ..scene import Lighting
+from . import RenderLayers
+from .raster_shaders import (
+    BACKGROUND_FRAGMENT,
+    BACKGROUND_VERTEX,
+    GEOMETRY_FRAGMENT,
+    GEOMETRY_VERTEX,
+    OBJECT_FRAGMENT,
+    OBJECT_VERTEX,
+)
+
+if TYPE_CHECKING:
+    import moderngl
+
+    from ..assets import AssetLibrary, MeshAsset
+    from ..geometry import Intrinsics
+    from ..scene import Instance, SceneSpec
+
+log = logging.getLogger(__name__)
+
+NEAR_M, FAR_M = 0.01, 100.0  # clip range; nothing in a DOPE scene lies outside it
+GL_SRGB8 = 0x8C41  # colour textures are sRGB-encoded: the sampler decodes them to linear
+
+# Real SH basis Y_lm (l <= 2) in the order the shader uses, as functions of a unit direction.
+_SH_BASIS = (
+    lambda x, y, z: np.full_like(x, 0.282095),
+    lambda x, y, z: 0.488603 * y,
+    lambda x, y, z: 0.488603 * z,
+    lambda x, y, z: 0.488603 * x,
+    lambda x, y, z: 1.092548 * x * y,
+    lambda x, y, z: 1.092548 * y * z,
+    lambda x, y, z: 0.315392 * (3.0 * z * z - 1.0),
+    lambda x, y, z: 1.092548 * x * z,
+    lambda x, y, z: 0.546274 * (x * x - y * y),
+)
+# Clamped-cosine convolution per band (Ramamoorthi & Hanrahan), divided by pi: diffuse radiance.
+_SH_COSINE_OVER_PI = np.array([1.0, 2 / 3, 2 / 3, 2 / 3, 1 / 4, 1 / 4, 1 / 4, 1 / 4, 1 / 4])
+
+
+# --- conventions as numpy functions (shared with the path tracer and the tests) ----------------------
+
+
+def environment_from_camera(lighting: Lighting) -> np.ndarray:
+    """(3, 3) rotation taking camera-frame (OpenCV) directions to the environment map's frame."""
+    yaw = np.radians(lighting.yaw_deg)
+    c, s = np.cos(yaw), np.sin(yaw)
+    world_from_environment = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])  # R_y(yaw)
+    return world_from_environment.T @ np.asarray(lighting.world_from_camera, dtype=np.float64)
+
+
+def environment_direction_to_uv(directions_cam: np.ndarray, lighting: Lighting) -> np.ndarray:
+    """(N, 3) camera-frame directions -> (N, 2) equirect texture coordinates (u, v) in [0, 1)."""
+    d = np.asarray(directions_cam, dtype=np.float64) @ environment_from_camera(lighting).T
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    u = np.mod(np.arctan2(d[:, 0], -d[:, 2]) / (2 * np.pi), 1.0)
+    v = np.arccos(np.clip(d[:, 1], -1.0, 1.0)) / np.pi
+    return np.stack([u, v], axis=1)
+
+
+def equirect_directions(height: int, width: int) -> np.ndarray:
+    """(H, W, 3) unit environment-frame directions of the equirect pixel centres."""
+    theta = (np.arange(height) + 0.5) / height * np.pi  # polar angle from +Y
+    phi = (np.arange(width) + 0.5) / width * 2 * np.pi
+    sin_t = np.sin(theta)[:, None]
+    return np.stack(
+        [sin_t * np.sin(phi)[None], np.cos(theta)[:, None] * np.ones((1, width)), -sin_t * np.cos(phi)[None]], axis=2
+    )
+
+
+def irradiance_sh9(hdri: np.ndarray) -> np.ndarray:
+    """(9, 3) SH coefficients of irradiance / pi (diffuse radiance of a white surface) of a map."""
+    height, width = hdri.shape[:2]
+    d = equirect_directions(height, width)
+    solid_angle = (2 * np.pi / width) * (np.pi / height) * np.sin((np.arange(height) + 0.5) / height * np.pi)
+    weighted = hdri.astype(np.float64) * solid_angle[:, None, None]
+    x, y, z = d[..., 0], d[..., 1], d[..., 2]
+    radiance_sh = np.stack([np.einsum("hw,hwc->c", basis(x, y, z), weighted) for basis in _SH_BASIS])
+    return radiance_sh * _SH_COSINE_OVER_PI[:, None]
+
+
+def tonemap_to_srgb8(radiance: np.ndarray) -> np.ndarray:
+    """Linear radiance (already times intensity) -> displayed sRGB uint8, as the shaders do it."""
+    x = np.asarray(radiance, dtype=np.float64)
+    mapped = np.clip((x * (2.51 * x + 0.03)) / (x * (2.43 * x + 0.59) + 0.14), 0.0, 1.0)
+    encoded = np.where(mapped <= 0.0031308, 12.92 * mapped, 1.055 * mapped ** (1 / 2.4) - 0.055)
+    return np.round(encoded * 255.0).astype(np.uint8)
+
+
+def projection_matrix(intrinsics: "Intrinsics", near: float = NEAR_M, far: float = FAR_M) -> np.ndarray:
+    """(4, 4) OpenCV camera frame -> clip space; pixel centre (u, v) lands at window (u+.5, v+.5)."""
+    w, h = intrinsics.width, intrinsics.height
+    return np.array(
+        [
+            [2 * intrinsics.fx / w, 0.0, 2 * (intrinsics.cx + 0.5) / w - 1.0, 0.0],
+            [0.0, 2 * intrinsics.fy / h, 2 * (intrinsics.cy + 0.5) / h - 1.0, 0.0],
+            [0.0, 0.0, (far + near) / (far - near), -2 * far * near / (far - near)],
+            [0.0, 0.0, 1.0, 0.0],
+        ]
+    )
+
+
+def photo_cover_transform(photo_size: tuple[int, int], image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(offset, scale) with photo texture coordinate = offset + window_xy * scale, for a photo of
+    (width, height) scaled to cover an image of (width, height), aspect kept, centre cropped."""
+    photo, image = np.asarray(photo_size, dtype=np.float64), np.asarray(image_size, dtype=np.float64)
+    zoom = np.max(image / photo)  # output pixels per photo pixel
+    scale = 1.0 / (zoom * photo)
+    offset = 0.5 - 0.5 * image * scale
+    return offset, scale
+
+
+# --- GPU resources -------------------------------------------------------------------------------
+
+
+def _gl_matrix(matrix: np.ndarray) -> bytes:
+    """Row-major numpy matrix -> the column-major float32 bytes GLSL expects."""
+    return np.ascontiguousarray(np.asarray(matrix, dtype=np.float32).T).tobytes()
+
+
+def _fallback_uv(vertices: np.ndarray) -> np.ndarray:
+    """Spherical UVs about the AABB centre, for meshes without any (so photo textures still wrap)."""
+    d = vertices - 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    return np.stack([np.arctan2(d[:, 0], d[:, 2]) / (2 * np.pi) + 0.5, np.arccos(np.clip(d[:, 1], -1, 1)) / np.pi], 1)
+
+
+def _is_closed(mesh: "MeshAsset") -> bool:
+    """Watertight with outward, consistent winding (after merging vertices split at UV seams)."""
+    import trimesh
+
+    merged = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True)
+    return bool(merged.is_watertight and merged.is_winding_consistent and merged.volume > 0)
+
+
+@dataclass
+class _GpuMesh:
+    shaded: "moderngl.VertexArray"  # all attributes, for the colour pass
+    geometry: "moderngl.VertexArray"  # positions only, for ids/depth and pixel counts
+    texture: "moderngl.Texture"
+    closed: bool  # watertight, consistently wound outwards: back faces may be culled
+
+
+@dataclass
+class _GpuEnvironment:
+    texture: "moderngl.Texture"  # RGB32F equirect with its mip chain (glossy prefiltering)
+    irradiance_sh: bytes  # 9 vec3 for the shader
+    width: int
+
+
+@dataclass
+class _Framebuffers:
+    """Render targets for one (width, height, samples); made once and reused for every frame."""
+
+    exact: "moderngl.Framebuffer"  # [colour, id, depth] single-sampled
+    geometry: "moderngl.Framebuffer"  # [id, depth]: the id pass when colour is multisampled
+    counting: "moderngl.Framebuffer"  # depth only: lone-target pixel counts
+    multisampled: "moderngl.Framebuffer | None"  # colour pass when samples > 1
+    resolved: "moderngl.Framebuffer"  # [colour]: MSAA resolve target
+
+
+class RasterRenderer:
+    """Renders `SceneSpec`s with OpenGL; create once per worker, then call `render` per frame."""
+
+    def __init__(self, assets: "AssetLibrary"):
+        import moderngl
+
+        try:
+            self.ctx = moderngl.create_standalone_context(backend="egl", require=330)
+        except Exception as err:  # moderngl raises plain Exceptions for EGL/driver failures
+            raise DopeError(
+                f"renderer 'raster': cannot create an OpenGL 3.3 context through EGL ({err}); "
+                "install the EGL/Mesa libraries (apt-get install libegl1 libgl1-mesa-dri) or use a GPU driver"
+            ) from None
+        self.assets = assets
+        self.shade_program = self.ctx.program(vertex_shader=OBJECT_VERTEX, fragment_shader=OBJECT_FRAGMENT)
+        self.geometry_program = self.ctx.program(vertex_shader=GEOMETRY_VERTEX, fragment_shader=GEOMETRY_FRAGMENT)
+        self.background_program = self.ctx.program(vertex_shader=BACKGROUND_VERTEX, fragment_shader=BACKGROUND_FRAGMENT)
+        self.background = self.ctx.vertex_array(self.background_program, [])
+        for program in (self.shade_program, self.background_program):
+            program["environment"].value = 1
+        self.shade_program["albedo_map"].value = 0
+        self.background_program["photo"].value = 2
+        self.white = self._color_texture(np.full((1, 1, 3), 255, np.uint8))
+        self.meshes = {key: self._upload_mesh(mesh) for key, mesh in assets.meshes.items()}
+        self.environments = {key: self._upload_environment(hdri) for key, hdri in assets.hdris.items()}
+        self.photos: dict[str, moderngl.Texture] = {}  # uploaded on first use
+        self.framebuffers: dict[tuple[int, int, int], _Framebuffers] = {}
+        self.queries: list[moderngl.Query] = []
+        self.max_samples = max(1, self.ctx.max_samples)
+        # Image rows grow with window y (see projection_matrix), a mirror of OpenGL's usual view:
+        # outward faces that are counter-clockwise on screen in a y-up view arrive clockwise here.
+        self.ctx.front_face = "cw"
+        self.warned_samples = False
+
+    # --- uploads (once per asset) ---
+
+    def _color_texture(self, image: np.ndarray) -> "moderngl.Texture":
+        height, width = image.shape[:2]
+        texture = self.ctx.texture((width, height), 3, np.ascontiguousarray(image).tobytes(), internal_format=GL_SRGB8)
+        texture.build_mipmaps()
+        texture.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
+        return texture
+
+    def _upload_mesh(self, mesh: "MeshAsset") -> _GpuMesh:
+        count = len(mesh.vertices)
+        uv = mesh.uv if mesh.uv is not None else _fallback_uv(mesh.vertices)
+        uv = np.column_stack([uv[:, 0], 1.0 - uv[:, 1]])  # OBJ UVs start at the image's bottom row
+        colors = mesh.vertex_colors / 255.0 if mesh.vertex_colors is not None else np.ones((count, 3))
+        interleaved = np.hstack([mesh.vertices, mesh.normals, uv, colors]).astype(np.float32)
+        vbo = self.ctx.buffer(interleaved.tobytes())
+        ibo = self.ctx.buffer(np.ascontiguousarray(mesh.faces, dtype=np.uint32).tobytes())
+        layout = (vbo, "3f 3f 2f 3f", "in_position", "in_normal", "in_uv", "in_color")
+        shaded = self.ctx.vertex_array(self.shade_program, [layout], index_buffer=ibo, index_element_size=4)
+        positions_only = (vbo, "3f 32x", "in_position")  # skip normal, uv, colour (8 floats)
+        geometry = self.ctx.vertex_array(self.geometry_program, [positions_only], index_buffer=ibo, index_element_size=4)
+        texture = self._color_texture(mesh.texture) if mesh.texture is not None else self.white
+        return _GpuMesh(shaded, geometry, texture, _is_closed(mesh))
+
+    def _upload_environment(self, hdri: np.ndarray) -> _GpuEnvironment:
+        height, width = hdri.shape[:2]
+        texture = self.ctx.texture((width, height), 3, np.ascontiguousarray(hdri, dtype=np.float32).tobytes(), dtype="f4")
+        texture.build_mipmaps()
+        texture.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
+        texture.repeat_x, texture.repeat_y = True, False  # longitude wraps, latitude does not
+        return _GpuEnvironment(texture, irradiance_sh9(hdri).astype(np.float32).tobytes(), width)
+
+    def _photo(self, key: str, what: str) -> "moderngl.Texture":
+        if key not in self.photos:
+            if key not in self.assets.backgrounds:
+                raise DopeError(f"{what}: unknown background photo '{key}' (not in the asset library)")
+            self.photos[key] = self._color_texture(self.assets.backgrounds[key])
+        return self.photos[key]
+
+    def _framebuffers(self, width: int, height: int, samples: int) -> _Framebuffers:
+        key = (width, height, samples)
+        if key not in self.framebuffers:
+            size = (width, height)
+            color = self.ctx.texture(size, 4)
+            ids = self.ctx.texture(size, 1, dtype="u2")
+            depth = self.ctx.texture(size, 1, dtype="f4")
+            depth_buffer = self.ctx.depth_renderbuffer(size)
+            multisampled = None
+            if samples > 1:
+                multisampled = self.ctx.framebuffer(
+                    [self.ctx.renderbuffer(size, 4, samples=samples)],
+                    self.ctx.depth_renderbuffer(size, samples=samples),
+                )
+            self.framebuffers[key] = _Framebuffers(
+                exact=self.ctx.framebuffer([color, ids, depth], depth_buffer),
+                geometry=self.ctx.framebuffer([ids, depth], depth_buffer),
+                counting=self.ctx.framebuffer(depth_attachment=depth_buffer),
+                multisampled=multisampled,
+                resolved=self.ctx.framebuffer([color]),
+            )
+        return self.framebuffers[key]
+
+    # --- per frame ---
+
+    def render(self, scene: "SceneSpec") -> RenderLayers:
+        self._check(scene)
+        intrinsics = scene.intrinsics
+        width, height = intrinsics.width, intrinsics.height
+        samples = min(scene.spp, self.max_samples)
+        fbos = self._framebuffers(width, height, samples)
+        environment = self.environments[scene.lighting.hdri_key]
+        self._set_frame_uniforms(scene, environment)
+        # Nearest first: llvmpipe's early depth test then skips most hidden fragments.
+        instances = sorted(scene.instances, key=lambda inst: float(inst.pose.translation[2]))
+        self.ctx.enable(self.ctx.DEPTH_TEST)
+        if fbos.multisampled is None:
+            self._draw_color(fbos.exact, instances, scene)
+        else:
+            self._draw_ids(fbos.geometry, instances)
+            self._draw_color(fbos.multisampled, instances, scene)
+            self.ctx.copy_framebuffer(fbos.resolved, fbos.multisampled)
+        rgb = np.frombuffer(fbos.exact.read(components=3, attachment=0), np.uint8).reshape(height, width, 3)
+        instance_id = np.frombuffer(fbos.exact.read(components=1, attachment=1, dtype="u2"), np.uint16)
+        depth = np.frombuffer(fbos.exact.read(components=1, attachment=2, dtype="f4"), np.float32)
+        full_counts = self._full_pixel_counts(fbos.counting, scene.targets)
+        return RenderLayers(
+            rgb=rgb.copy(),
+            instance_id=instance_id.reshape(height, width).copy(),
+            depth=depth.reshape(height, width).copy(),
+            full_pixel_counts=full_counts,
+        )
+
+    def _check(self, scene: "SceneSpec") -> None:
+        if scene.intrinsics.width <= 0 or scene.intrinsics.height <= 0:
+            raise DopeError(f"image size {scene.intrinsics.width}x{scene.intrinsics.height}: both must be positive")
+        if scene.spp < 1:
+            raise DopeError(f"spp: {scene.spp} anti-aliasing samples per pixel; it must be at least 1")
+        if scene.lighting.hdri_key not in self.environments:
+            raise DopeError(f"hdri: unknown environment map '{scene.lighting.hdri_key}' (not in the asset library)")
+        for instance in scene.instances:
+            if instance.mesh_key not in self.meshes:
+                raise DopeError(f"instance '{instance.name}': unknown mesh '{instance.mesh_key}'")
+            if not instance.scale > 0:
+                raise DopeError(f"instance '{instance.name}': scale {instance.scale} must be positive")
+            if not 0 < instance.segmentation_id < 65536:
+                raise DopeError(f"instance '{instance.name}': segmentation id {instance.segmentation_id} not in 1..65535")
+        if scene.spp > self.max_samples and not self.warned_samples:
+            log.warning("spp %d: this OpenGL driver offers at most %d MSAA samples; using %d",
+                        scene.spp, self.max_samples, self.max_samples)
+            self.warned_samples = True
+
+    def _set_frame_uniforms(self, scene: "SceneSpec", environment: _GpuEnvironment) -> None:
+        intrinsics, lighting = scene.intrinsics, scene.lighting
+        projection = _gl_matrix(projection_matrix(intrinsics))
+        env_from_cam = _gl_matrix(environment_from_camera(lighting))
+        for program in (self.shade_program, self.geometry_program):
+            program["projection"].write(projection)
+        for program in (self.shade_program, self.background_program):
+            program["env_from_camera"].write(env_from_cam)
+            program["intensity"].value = float(lighting.intensity)
+        self.shade_program["irradiance_sh"].write(environment.irradiance_sh)
+        self.shade_program["environment_width"].value = float(environment.width)
+        self.background_program["inverse_intrinsics"].value = (
+            1.0 / intrinsics.fx, 1.0 / intrinsics.fy, intrinsics.cx, intrinsics.cy)
+        show_photo = scene.background.mode == "photo"
+        self.background_program["show_photo"].value = show_photo
+        if show_photo:
+            photo = self._photo(scene.background.photo_key or "", "background")
+            offset, scale = photo_cover_transform(photo.size, (intrinsics.width, intrinsics.height))
+            self.background_program["photo_offset"].value = tuple(offset)
+            self.background_program["photo_scale"].value = tuple(scale)
+            photo.use(2)
+        environment.texture.use(1)
+
+    def _draw_color(self, fbo: "moderngl.Framebuffer", instances: list["Instance"], scene: "SceneSpec") -> None:
+        fbo.use()
+        fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.ctx.depth_func = "<"
+        for instance in instances:
+            mesh = self.meshes[instance.mesh_key]
+            material = instance.material
+            self._set_transform(self.shade_program, instance)
+            self.shade_program["normal_matrix"].write(_gl_matrix(instance.pose.rotation))
+            self.shade_program["base_color"].value = tuple(float(c) for c in material.color)
+            self.shade_program["roughness"].value = float(np.clip(material.roughness, 0.0, 1.0))
+            self.shade_program["metallic"].value = float(np.clip(material.metallic, 0.0, 1.0))
+            self.shade_program["specular"].value = float(np.clip(material.specular, 0.0, 1.0))
+            self.shade_program["instance_id"].value = instance.segmentation_id
+            texture = self._photo(material.texture_key, f"instance '{instance.name}' texture") if material.texture_key else mesh.texture
+            texture.use(0)
+            self._draw(mesh, mesh.shaded)
+        self.ctx.depth_func = "<="  # the background sits exactly on the far plane
+        self.ctx.disable(self.ctx.CULL_FACE)
+        self.background.render(vertices=3)
+
+    def _draw_ids(self, fbo: "moderngl.Framebuffer", instances: list["Instance"]) -> None:
+        fbo.use()
+        fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.ctx.depth_func = "<"
+        for instance in instances:
+            self._set_transform(self.geometry_program, instance)
+            self.geometry_program["instance_id"].value = instance.segmentation_id
+            mesh = self.meshes[instance.mesh_key]
+            self._draw(mesh, mesh.geometry)
+
+    def _set_transform(self, program: "moderngl.Program", instance: "Instance") -> None:
+        model_view = instance.pose.matrix.copy()
+        model_view[:3, :3] *= instance.scale
+        program["model_view"].write(_gl_matrix(model_view))
+
+    def _full_pixel_counts(self, fbo: "moderngl.Framebuffer", targets: tuple["Instance", ...]) -> dict[int, int]:
+        """Pixels each target covers alone, counted by an occlusion query around one flat-depth draw."""
+        while len(self.queries) < len(targets):
+            self.queries.append(self.ctx.query(samples=True))
+        fbo.use()
+        self.ctx.depth_func = "<"
+        self.geometry_program["flat_depth"].value = True
+        for target, query in zip(targets, self.queries):
+            fbo.clear(depth=1.0)
+            self._set_transform(self.geometry_program, target)
+            with query:
+                self._draw(self.meshes[target.mesh_key], self.meshes[target.mesh_key].geometry)
+        self.geometry_program["flat_depth"].value = False
+        # Read after issuing every draw, so the driver is not stalled once per target.
+        return {target.segmentation_id: int(query.samples) for target, query in zip(targets, self.queries)}
+
+    def _draw(self, mesh: _GpuMesh, vertex_array: "moderngl.VertexArray") -> None:
+        """Back faces of closed meshes are culled: hidden anyway, and half the rasterizer's work."""
+        if mesh.closed:
+            self.ctx.enable(self.ctx.CULL_FACE)
+        else:
+            self.ctx.disable(self.ctx.CULL_FACE)
+        vertex_array.render()
+
+    def close(self) -> None:
+        self.ctx.release()
