@@ -119,7 +119,10 @@ def test_silhouette_matches_independent_projection(renderer):
 
 def test_layers_types_and_depth_of_fronto_parallel_face(renderer):
     center = np.array([0.02, -0.015, 0.6])
-    layers = renderer.render(scene([instance("cube", Pose(np.eye(3), center), 3)]))
+    outside = instance("cube", Pose(np.eye(3), np.array([1.0, 0.0, 0.5])), 4)  # right of the view
+    behind = instance("cube", Pose(np.eye(3), np.array([0.0, 0.0, -0.5])), 5)
+    layers = renderer.render(scene([instance("cube", Pose(np.eye(3), center), 3), outside, behind]))
+    assert layers.full_pixel_counts == {3: int((layers.instance_id == 3).sum()), 4: 0, 5: 0}
     assert layers.rgb.shape == (128, 128, 3) and layers.rgb.dtype == np.uint8
     assert layers.instance_id.shape == (128, 128) and layers.instance_id.dtype == np.uint16
     assert layers.depth.shape == (128, 128) and layers.depth.dtype == np.float32

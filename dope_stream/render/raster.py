@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DopeError
+from ..geometry import project_points
 from ..scene import Lighting
 from . import RenderLayers
 from .raster_shaders import (
@@ -150,6 +151,18 @@ def photo_cover_transform(photo_size: tuple[int, int], image_size: tuple[int, in
 # --- GPU resources -------------------------------------------------------------------------------
 
 
+def _image_box(intrinsics: "Intrinsics") -> np.ndarray:
+    """The image's area in pixel coordinates (pixel centres are integers)."""
+    return np.array([-0.5, -0.5, intrinsics.width - 0.5, intrinsics.height - 0.5])
+
+
+def _overlaps(box_a: np.ndarray | None, box_b: np.ndarray | None) -> bool:
+    """Whether two screen boxes (u_min, v_min, u_max, v_max) intersect; None is unbounded."""
+    if box_a is None or box_b is None:
+        return True
+    return bool(np.all(box_a[:2] <= box_b[2:]) and np.all(box_b[:2] <= box_a[2:]))
+
+
 def _gl_matrix(matrix: np.ndarray) -> bytes:
     """Row-major numpy matrix -> the column-major float32 bytes GLSL expects."""
     return np.ascontiguousarray(np.asarray(matrix, dtype=np.float32).T).tobytes()
@@ -176,6 +189,7 @@ class _GpuMesh:
     geometry: "moderngl.VertexArray"  # positions only, for ids/depth and pixel counts
     texture: "moderngl.Texture"
     closed: bool  # watertight, consistently wound outwards: back faces may be culled
+    corners: np.ndarray  # (8, 3) AABB corners in the model frame, for screen boxes
 
 
 @dataclass
@@ -252,7 +266,7 @@ class RasterRenderer:
         positions_only = (vbo, "3f 32x", "in_position")  # skip normal, uv, colour (8 floats)
         geometry = self.ctx.vertex_array(self.geometry_program, [positions_only], index_buffer=ibo, index_element_size=4)
         texture = self._color_texture(mesh.texture) if mesh.texture is not None else self.white
-        return _GpuMesh(shaded, geometry, texture, _is_closed(mesh))
+        return _GpuMesh(shaded, geometry, texture, _is_closed(mesh), mesh.cuboid.keypoints()[:8])
 
     def _upload_environment(self, hdri: np.ndarray) -> _GpuEnvironment:
         height, width = hdri.shape[:2]
@@ -302,8 +316,10 @@ class RasterRenderer:
         fbos = self._framebuffers(width, height, samples)
         environment = self.environments[scene.lighting.hdri_key]
         self._set_frame_uniforms(scene, environment)
+        boxes = {inst.segmentation_id: self._screen_box(inst, intrinsics) for inst in scene.instances}
+        in_view = [inst for inst in scene.instances if _overlaps(boxes[inst.segmentation_id], _image_box(intrinsics))]
         # Nearest first: llvmpipe's early depth test then skips most hidden fragments.
-        instances = sorted(scene.instances, key=lambda inst: float(inst.pose.translation[2]))
+        instances = sorted(in_view, key=lambda inst: float(inst.pose.translation[2]))
         self.ctx.enable(self.ctx.DEPTH_TEST)
         if fbos.multisampled is None:
             self._draw_color(fbos.exact, instances, scene)
@@ -314,10 +330,11 @@ class RasterRenderer:
         rgb = np.frombuffer(fbos.exact.read(components=3, attachment=0), np.uint8).reshape(height, width, 3)
         instance_id = np.frombuffer(fbos.exact.read(components=1, attachment=1, dtype="u2"), np.uint16)
         depth = np.frombuffer(fbos.exact.read(components=1, attachment=2, dtype="f4"), np.float32)
-        full_counts = self._full_pixel_counts(fbos.counting, scene.targets)
+        instance_id = instance_id.reshape(height, width).copy()
+        full_counts = self._full_pixel_counts(fbos.counting, scene.targets, instances, boxes, instance_id)
         return RenderLayers(
             rgb=rgb.copy(),
-            instance_id=instance_id.reshape(height, width).copy(),
+            instance_id=instance_id,
             depth=depth.reshape(height, width).copy(),
             full_pixel_counts=full_counts,
         )
@@ -400,21 +417,52 @@ class RasterRenderer:
         model_view[:3, :3] *= instance.scale
         program["model_view"].write(_gl_matrix(model_view))
 
-    def _full_pixel_counts(self, fbo: "moderngl.Framebuffer", targets: tuple["Instance", ...]) -> dict[int, int]:
-        """Pixels each target covers alone, counted by an occlusion query around one flat-depth draw."""
-        while len(self.queries) < len(targets):
+    def _screen_box(self, instance: "Instance", intrinsics: "Intrinsics") -> np.ndarray | None:
+        """(u_min, v_min, u_max, v_max) around the projected AABB; None when it reaches behind the
+        near plane (then its projection is unbounded)."""
+        corners = instance.pose.apply(self.meshes[instance.mesh_key].corners * instance.scale)
+        if corners[:, 2].min() <= NEAR_M:
+            return None
+        uv = project_points(corners, intrinsics)
+        return np.concatenate([uv.min(axis=0), uv.max(axis=0)])
+
+    def _full_pixel_counts(
+        self,
+        fbo: "moderngl.Framebuffer",
+        targets: tuple["Instance", ...],
+        drawn: list["Instance"],
+        boxes: dict[int, np.ndarray | None],
+        instance_id: np.ndarray,
+    ) -> dict[int, int]:
+        """Pixels each target covers alone. A target whose screen box meets no other drawn
+        instance's is unoccluded: its visible pixels are all of them. The others are counted by an
+        occlusion query around one flat-depth draw of the target alone."""
+        drawn_ids = {inst.segmentation_id for inst in drawn}
+        visible = np.bincount(instance_id.ravel(), minlength=max(drawn_ids | {0}) + 1)
+        counts = {target.segmentation_id: 0 for target in targets}  # off-screen targets stay at 0
+        queried = []
+        for target in targets:
+            if target.segmentation_id not in drawn_ids:
+                continue
+            box = boxes[target.segmentation_id]
+            if any(_overlaps(box, boxes[other.segmentation_id]) for other in drawn if other is not target):
+                queried.append(target)
+            else:
+                counts[target.segmentation_id] = int(visible[target.segmentation_id])
+        while len(self.queries) < len(queried):
             self.queries.append(self.ctx.query(samples=True))
         fbo.use()
         self.ctx.depth_func = "<"
         self.geometry_program["flat_depth"].value = True
-        for target, query in zip(targets, self.queries):
+        for target, query in zip(queried, self.queries):
             fbo.clear(depth=1.0)
             self._set_transform(self.geometry_program, target)
             with query:
                 self._draw(self.meshes[target.mesh_key], self.meshes[target.mesh_key].geometry)
         self.geometry_program["flat_depth"].value = False
         # Read after issuing every draw, so the driver is not stalled once per target.
-        return {target.segmentation_id: int(query.samples) for target, query in zip(targets, self.queries)}
+        counts.update({target.segmentation_id: int(query.samples) for target, query in zip(queried, self.queries)})
+        return counts
 
     def _draw(self, mesh: _GpuMesh, vertex_array: "moderngl.VertexArray") -> None:
         """Back faces of closed meshes are culled: hidden anyway, and half the rasterizer's work."""
