@@ -13,14 +13,18 @@ and lists the frames still missing; rendering only those completes the dataset w
 finished shards. `manifest.json` (written atomically at the start and after every shard) holds the
 resolved config, tool version, seed, units ("m"), each class's cuboid (AABB centre + extent in the
 model frame) and the finished shards with their frame ranges (folder: the number of finished frames).
-Tar members get fixed metadata (mtime 0, owner "dope") so the same seed gives byte-identical shards.
+Tar members get fixed metadata (mtime 0, owner "dope", mode 0444) so the same seed gives byte-identical shards.
 """
 
 from __future__ import annotations
 
+import fcntl
+import io
 import json
 import logging
 import os
+import tarfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -36,7 +40,7 @@ MANIFEST_NAME = "manifest.json"
 TMP_SUFFIX = ".tmp"
 UNITS = "m"
 # Options that change how a dataset is produced, not what it holds: a resume may change them.
-RUN_ONLY_OPTIONS = ("workers", "ray", "out")
+RUN_ONLY_OPTIONS = ("workers", "ray", "out", "actor_gpus", "stream_buffer", "shuffle_buffer")
 
 
 class DatasetWriter(Protocol):
@@ -122,19 +126,26 @@ class ShardWriter:
         self.pending.clear()
 
     def _write_shard(self, shard: int, samples: list[Sample]) -> None:
-        import webdataset
-
         path = self.out / shard_name(shard)
         tmp = path.with_name(path.name + TMP_SUFFIX)
         with open(tmp, "wb") as stream:
-            tar = webdataset.TarWriter(stream, encoder=False, mtime=0, user="dope", group="dope")
-            for sample in samples:
-                tar.write({"__key__": sample.key, **sample.members})
-            tar.close()
+            # The standard library's tarfile writes the WebDataset layout (KEY.member files, a sample's
+            # members adjacent); webdataset's own TarWriter would import torch into every writer.
+            with tarfile.open(fileobj=stream, mode="w") as tar:
+                for sample in samples:
+                    for member in sorted(sample.members):
+                        _add_member(tar, f"{sample.key}.{member}", sample.members[member])
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, path)
         write_manifest(self.out, self.config, self.class_cuboids)
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o444  # fixed metadata: same seed, same bytes
+    info.uname = info.gname = "dope"
+    tar.addfile(info, io.BytesIO(data))
 
 
 class FolderWriter:
@@ -158,8 +169,26 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@contextmanager
+def _folder_lock(out: Path):
+    """Exclusive lock on the output folder itself (no extra file), released on exit."""
+    descriptor = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
 def write_manifest(out: Path, config: GenerateConfig, class_cuboids: dict[str, Cuboid]) -> None:
     """manifest.json from the files on disk (several writers into one folder stay consistent)."""
+    # Ray stream consumers in several processes write shards into one folder: under the lock each
+    # rewrite sees every shard renamed before it, so the last rewrite lists them all.
+    with _folder_lock(out):
+        _write_manifest_unlocked(out, config, class_cuboids)
+
+
+def _write_manifest_unlocked(out: Path, config: GenerateConfig, class_cuboids: dict[str, Cuboid]) -> None:
     manifest = {
         "tool": "dope_stream",
         "version": __version__,
