@@ -273,12 +273,14 @@ def test_photo_texture_replaces_mesh_texture(renderer):
         ({"background": Background("photo", "nowhere")}, "unknown background photo 'nowhere'"),
         ({"lighting": Lighting("nowhere", 0.0, 1.0)}, "unknown environment map 'nowhere'"),
         ({"texture": "nowhere"}, "unknown background photo 'nowhere'"),
+        ({"duplicate": True}, "not unique"),
     ],
 )
 def test_bad_scene_raises_dope_error(renderer, change, message):
     material = Material(texture_key=change.get("texture"))
+    cube = instance(change.get("mesh", "cube"), Pose(np.eye(3), np.array([0, 0, 0.5])), 1, material=material)
     spec = scene(
-        [instance(change.get("mesh", "cube"), Pose(np.eye(3), np.array([0, 0, 0.5])), 1, material=material)],
+        [cube, cube] if change.get("duplicate") else [cube],
         background=change.get("background", Background("hdri")),
         spp=change.get("spp", 1),
         lighting=change.get("lighting"),
