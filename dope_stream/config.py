@@ -177,6 +177,13 @@ class GenerateConfig(ConfigModel):
     ray: str | None = Field(
         None, description="render with Ray actors: 'local' starts Ray here, host:port joins a cluster; none: local processes"
     )
+    actor_gpus: float = Field(
+        1.0, ge=0, description="Ray: GPUs per renderer actor when the cluster has GPUs (0: `workers` CPU actors)"
+    )
+    stream_buffer: int = Field(
+        32, ge=1, description="Ray: most frames rendered ahead of each consumer (renderers pause when it is full)"
+    )
+    shuffle_buffer: int = Field(0, ge=0, description="Ray stream dataset: frames mixed before yielding (0: arrival order)")
 
     @model_validator(mode="after")
     def _check_classes(self) -> "GenerateConfig":

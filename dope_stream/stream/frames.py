@@ -1,0 +1,257 @@
+"""Renderer actors and `FrameStream`, the coordinator that streams their frames with bounded work.
+
+The coordinator runs in the consuming process: it hands frame indices out in chunks, in index order
+(so shards fill up one after another), to the actor with the fewest queued chunks, and yields
+frames in arrival order. Frames handed out but not yet consumed never exceed `buffer`: that bounds
+the memory held in actors, in Ray's object store and here, and makes the actors pause when the
+consumer is slower than they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from ..config import GenerateConfig
+from ..errors import DopeError
+from ..synth import FrameSynthesizer, Sample
+
+log = logging.getLogger(__name__)
+
+CHUNKS_PER_ACTOR = 2  # one rendering, one queued: an actor never waits for the round trip
+MAX_CHUNK = 8  # frames per task: amortises the task overhead, keeps the buffer bound fine-grained
+ACTOR_START_TIMEOUT_S = 300.0  # asset loading takes seconds; minutes mean no free CPU/GPU in the cluster
+REPLACEMENTS_PER_ACTOR = 3  # dead actors replaced before giving up (a crash on every frame is a bug)
+
+
+@dataclass
+class RenderedChunk:
+    """What an actor sends back for one chunk of frame indices."""
+
+    samples: list[Sample]
+    busy_s: float  # seconds spent rendering the chunk
+    finished_at: list[float]  # time.monotonic() when each frame was done (one clock per host)
+
+
+class FrameRenderer:
+    """Runs inside a Ray actor: ONE FrameSynthesizer (assets + renderer) for every frame it renders."""
+
+    def __init__(self, config: GenerateConfig):
+        self.error: str | None = None
+        self.synthesizer: FrameSynthesizer | None = None
+        try:
+            self.synthesizer = FrameSynthesizer(config)
+        except DopeError as err:  # reported by ready()/render() as a DopeError, not an actor death
+            self.error = str(err)
+
+    def ready(self) -> str | None:
+        """None once the synthesizer is built, else the DopeError message that stopped it."""
+        return self.error
+
+    def render(self, indices: list[int]) -> RenderedChunk:
+        if self.synthesizer is None:
+            raise DopeError(self.error)
+        start = time.perf_counter()
+        samples, finished_at = [], []
+        for index in indices:
+            samples.append(self.synthesizer.render(index))
+            finished_at.append(time.monotonic())
+        return RenderedChunk(samples, time.perf_counter() - start, finished_at)
+
+
+RendererActor = ray.remote(FrameRenderer)
+
+
+@dataclass(frozen=True)
+class ActorPlan:
+    """How many renderer actors to run and what each one reserves in the cluster."""
+
+    count: int
+    num_cpus: float
+    num_gpus: float
+
+
+def plan_actors(config: GenerateConfig) -> ActorPlan:
+    """One actor per `actor_gpus` GPUs when the cluster has GPUs, else `workers` CPU actors.
+
+    CPU actors reserve at most one CPU each, less when `workers` exceeds the cluster's CPUs, so the
+    number the user asked for always fits (oversubscribing is then their explicit choice).
+    """
+    resources = ray.cluster_resources()
+    gpus = resources.get("GPU", 0.0)
+    if gpus > 0 and config.actor_gpus > 0:
+        count = int(gpus // config.actor_gpus)
+        if count < 1:
+            raise DopeError(f"actor_gpus: {config.actor_gpus} GPUs per actor, but the Ray cluster has {gpus:g}")
+        return ActorPlan(count, 1.0, config.actor_gpus)
+    cpus = resources.get("CPU", 1.0)
+    return ActorPlan(config.workers, min(1.0, cpus / config.workers), 0.0)
+
+
+@dataclass
+class StreamStats:
+    """Throughput and backpressure figures of one pass; event times only when tracing."""
+
+    actors: int
+    started_at: float = field(default_factory=time.monotonic)
+    frames: int = 0
+    busy_s: float = 0.0  # rendering seconds summed over actors
+    replaced_actors: int = 0
+    rendered_at: list[float] = field(default_factory=list)
+    consumed_at: list[float] = field(default_factory=list)
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def idle_share(self) -> float:
+        """Share of the actors' time spent not rendering (waiting on the consumer or the driver)."""
+        return max(0.0, 1.0 - self.busy_s / max(1e-9, self.actors * self.elapsed_s()))
+
+    def max_buffered(self) -> int:
+        """Most frames rendered but not yet consumed at any moment (needs tracing)."""
+        events = sorted([(t, 1) for t in self.rendered_at] + [(t, -1) for t in self.consumed_at])
+        buffered = peak = 0
+        for _, change in events:
+            buffered += change
+            peak = max(peak, buffered)
+        return peak
+
+
+class FrameStream:
+    """Iterate to render `indices` with `actors` renderer actors; yields each frame once, as it arrives.
+
+    Actors start when iteration starts and are killed when it ends (also on break or error). A chunk
+    whose actor died is handed out again, to a fresh actor that replaces the dead one.
+    """
+
+    def __init__(
+        self,
+        config: GenerateConfig,
+        indices: Sequence[int],
+        actors: int,
+        buffer: int | None = None,
+        trace: bool = False,
+    ):
+        if actors < 1:
+            raise DopeError(f"workers: need at least one renderer actor, got {actors}")
+        self.config = config
+        self.indices = list(indices)
+        self.plan = plan_actors(config)
+        self.actor_count = actors
+        self.buffer = buffer or config.stream_buffer
+        self.chunk_size = max(1, min(MAX_CHUNK, self.buffer // (actors * CHUNKS_PER_ACTOR)))
+        self.trace = trace
+        self.actors: list = []
+        self.dead_slots: set[int] = set()
+        self.stats = StreamStats(actors)
+
+    def __iter__(self) -> Iterator[Sample]:
+        if not self.indices:
+            return
+        try:
+            self.actors = [self._start_actor() for _ in range(self.actor_count)]
+            self._wait_until_ready()
+            self.stats = StreamStats(self.actor_count)
+            yield from self._dispatch()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
+
+    def _start_actor(self):
+        return RendererActor.options(num_cpus=self.plan.num_cpus, num_gpus=self.plan.num_gpus).remote(self.config)
+
+    def _wait_until_ready(self) -> None:
+        try:
+            errors = ray.get([actor.ready.remote() for actor in self.actors], timeout=ACTOR_START_TIMEOUT_S)
+        except GetTimeoutError:
+            raise DopeError(
+                f"ray: {self.actor_count} renderer actors did not start within {ACTOR_START_TIMEOUT_S:.0f} s; "
+                f"each needs {self.plan.num_cpus:g} CPU and {self.plan.num_gpus:g} GPU "
+                f"(the cluster has {ray.cluster_resources()})"
+            ) from None
+        for error in errors:
+            if error is not None:
+                raise DopeError(error)
+
+    def _dispatch(self) -> Iterator[Sample]:
+        pending = deque(self.indices)  # not handed out yet (or handed back by a dead actor)
+        running: dict[ray.ObjectRef, tuple[int, list[int]]] = {}  # task -> (actor slot, its frames)
+        ready: deque[Sample] = deque()
+        outstanding = 0  # handed out and not yet consumed: <= self.buffer
+        while True:
+            outstanding += self._submit(pending, running, outstanding)
+            if ready:
+                sample = ready.popleft()
+                if self.trace:
+                    self.stats.consumed_at.append(time.monotonic())
+                yield sample
+                outstanding -= 1
+                continue
+            if not running:
+                return
+            (task,), _ = ray.wait(list(running), num_returns=1)
+            slot, chunk = running.pop(task)
+            chunk_result = self._collect(task, slot, running)
+            if chunk_result is None:
+                pending.extendleft(reversed(chunk))
+                outstanding -= len(chunk)
+            else:
+                ready.extend(chunk_result.samples)
+
+    def _submit(self, pending: deque[int], running: dict, outstanding: int) -> int:
+        """Hand chunks to the least busy actors while the buffer and the per-actor queues allow."""
+        handed_out = 0
+        queued = {slot: 0 for slot in range(len(self.actors)) if slot not in self.dead_slots}
+        for slot, _ in running.values():
+            if slot in queued:
+                queued[slot] += 1
+        while pending and queued:
+            slot = min(queued, key=queued.__getitem__)
+            size = min(self.chunk_size, len(pending))
+            if queued[slot] >= CHUNKS_PER_ACTOR or outstanding + handed_out + size > self.buffer:
+                break
+            chunk = [pending.popleft() for _ in range(size)]
+            running[self.actors[slot].render.remote(chunk)] = (slot, chunk)
+            queued[slot] += 1
+            handed_out += size
+        return handed_out
+
+    def _collect(self, task: ray.ObjectRef, slot: int, running: dict) -> RenderedChunk | None:
+        """The chunk's frames, or None when its actor died (then a fresh actor takes the slot)."""
+        try:
+            chunk_result: RenderedChunk = ray.get(task)
+        except RayActorError:
+            self._replace_actor(slot, running)
+            return None
+        except RayTaskError as err:
+            if isinstance(err.cause, DopeError):
+                raise DopeError(str(err.cause)) from None
+            raise
+        self.stats.frames += len(chunk_result.samples)
+        self.stats.busy_s += chunk_result.busy_s
+        if self.trace:
+            self.stats.rendered_at.extend(chunk_result.finished_at)
+        return chunk_result
+
+    def _replace_actor(self, slot: int, running: dict) -> None:
+        """Replace the dead actor of `slot` once its last queued chunk has failed too."""
+        self.dead_slots.add(slot)  # no new chunks for it meanwhile
+        if any(s == slot for s, _ in running.values()):
+            return
+        if self.stats.replaced_actors >= REPLACEMENTS_PER_ACTOR * self.actor_count:
+            raise DopeError(f"ray: {self.stats.replaced_actors} renderer actors died; see the Ray logs for why")
+        log.warning("renderer actor %d died; its unfinished frames go to a fresh actor", slot)
+        ray.kill(self.actors[slot])
+        self.actors[slot] = self._start_actor()
+        self.dead_slots.discard(slot)
+        self.stats.replaced_actors += 1

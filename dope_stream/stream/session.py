@@ -1,0 +1,68 @@
+"""Joining or starting Ray with local defaults, and shutting down only what we started."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from contextlib import contextmanager
+from typing import Iterator
+
+import ray
+
+from ..errors import DopeError
+
+log = logging.getLogger(__name__)
+
+LOCAL = "local"
+CONNECT_TIMEOUT_S = 3.0  # ray.init retries an unreachable address for minutes; we check first
+
+
+def _check_reachable(address: str) -> None:
+    """One DopeError at once when nothing listens at host:port (ray:// client addresses too)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise DopeError(f"ray: '{address}' is not 'local' or a cluster address host:port")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as err:
+        raise DopeError(f"ray: cannot reach a Ray cluster at {address} ({err.strerror or err})") from None
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> bool:
+    """Connect this process to Ray; returns True when it started a local Ray instance.
+
+    `address` 'local' or None: reuse this process's connection if any, else start Ray here with
+    `num_cpus` (default: the machine's CPU count) and no dashboard. Otherwise join that cluster.
+    """
+    if ray.is_initialized():
+        return False
+    quiet = {"logging_level": logging.WARNING, "log_to_driver": True, "configure_logging": True}
+    if address in (None, LOCAL):
+        cpus = num_cpus or os.cpu_count() or 1
+        log.info("starting local Ray with %d CPUs", cpus)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+        return True
+    _check_reachable(address)
+    try:
+        ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise DopeError(f"ray: cannot join the Ray cluster at {address}: {err}") from None
+    return False
+
+
+def cluster_address() -> str:
+    """The GCS address of the connected cluster, for other processes (DataLoader workers) to join."""
+    return ray.get_runtime_context().gcs_address
+
+
+@contextmanager
+def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
+    """Ray connected for the block; shut down afterwards only when the block started it."""
+    started = connect(address, num_cpus)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
