@@ -1,0 +1,1 @@
+"""Training of DOPE-style keypoint networks: networks, targets, augmentation, data, loop, checkpoints."""

