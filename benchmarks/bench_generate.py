@@ -21,7 +21,7 @@ from dope_stream.annotate import annotate
 from dope_stream.config import GenerateConfig
 from dope_stream.generate import generate
 from dope_stream.scene import sample_scene
-from dope_stream.synth import FrameSynthesizer, encode_members
+from dope_stream.synth import FrameSynthesizer, Sample, encode_members
 from dope_stream.writers import open_writer
 
 REFERENCE_SECONDS_PER_IMAGE = 5.2
@@ -45,14 +45,12 @@ def stage_times(config: GenerateConfig, frames: int) -> dict[str, float]:
             t0 = time.perf_counter()
             scene = sample_scene(config, synthesizer.assets, index)
             t1 = time.perf_counter()
-            layers = synthesizer._renderer(scene.renderer).render(scene)
+            layers = synthesizer.renderer_for(scene.renderer).render(scene)
             t2 = time.perf_counter()
             annotation = annotate(scene, layers, synthesizer.assets)
             t3 = time.perf_counter()
             members = encode_members(layers, annotation, config)
             t4 = time.perf_counter()
-            from dope_stream.synth import Sample
-
             writer.add(Sample(index, members))
             t5 = time.perf_counter()
             for name, seconds in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):

@@ -53,7 +53,7 @@ class FrameSynthesizer:
         self.assets = build_asset_library(config)
         self._renderers: dict[str, Renderer] = {}
         for name in renderer_names(config):  # now, so a bad backend fails before the first frame
-            self._renderer(name)
+            self.renderer_for(name)
 
     def class_cuboids(self) -> dict[str, Cuboid]:
         return {name: self.assets.cuboid(name) for name in self.assets.targets}
@@ -62,7 +62,7 @@ class FrameSynthesizer:
         if not 0 <= index < self.config.nb_frames:
             raise DopeError(f"frame index {index} is outside 0..{self.config.nb_frames - 1} (nb_frames)")
         scene = sample_scene(self.config, self.assets, index)
-        layers = self._renderer(scene.renderer).render(scene)
+        layers = self.renderer_for(scene.renderer).render(scene)
         annotation = annotate(scene, layers, self.assets)
         return Sample(index, encode_members(layers, annotation, self.config))
 
@@ -77,7 +77,8 @@ class FrameSynthesizer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _renderer(self, name: str) -> Renderer:
+    def renderer_for(self, name: str) -> Renderer:
+        """The backend `name` of this worker, created on first use."""
         if name not in self._renderers:
             log.debug("creating the %s renderer", name)
             self._renderers[name] = create_renderer(name, self.assets)
