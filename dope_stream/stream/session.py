@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 LOCAL = "local"
 CONNECT_TIMEOUT_S = 3.0  # ray.init retries an unreachable address for minutes; we check first
+_connected_pid: int | None = None  # the process whose Ray connection this module saw or made
 
 
 def _check_reachable(address: str) -> None:
@@ -36,19 +37,28 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     `address` 'local' or None: reuse this process's connection if any, else start Ray here with
     `num_cpus` (default: the machine's CPU count) and no dashboard. Otherwise join that cluster.
     """
+    global _connected_pid
     if ray.is_initialized():
+        if _connected_pid not in (None, os.getpid()):
+            raise DopeError(
+                "ray: this process is a fork of one connected to Ray, which cannot work; start DataLoader "
+                "workers with multiprocessing_context='spawn'"
+            )
+        _connected_pid = os.getpid()
         return False
     quiet = {"logging_level": logging.WARNING, "log_to_driver": True, "configure_logging": True}
     if address in (None, LOCAL):
         cpus = num_cpus or os.cpu_count() or 1
         log.info("starting local Ray with %d CPUs", cpus)
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+        _connected_pid = os.getpid()
         return True
     _check_reachable(address)
     try:
         ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise DopeError(f"ray: cannot join the Ray cluster at {address}: {err}") from None
+    _connected_pid = os.getpid()
     return False
 
 
@@ -65,4 +75,10 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[No
         yield
     finally:
         if started:
-            ray.shutdown()
+            disconnect()
+
+
+def disconnect() -> None:
+    global _connected_pid
+    ray.shutdown()
+    _connected_pid = None

@@ -1,0 +1,143 @@
+"""`RayFrameDataset`: a PyTorch IterableDataset fed live by Ray renderer actors.
+
+It yields raw WebDataset sample dicts, `{"__key__": "000123", "jpg"|"png": bytes, "json": bytes,
+"seg.png": bytes, "depth.png": bytes}` — what `webdataset` yields from the shards — so a trainer
+decodes streamed and stored frames the same way. One pass yields every frame 0..nb_frames-1 exactly
+once over all DDP ranks and DataLoader workers (see the package docstring for the split).
+
+DataLoader workers must be started with `multiprocessing_context="spawn"` (`LOADER_CONTEXT`): Ray
+cannot run in a forked copy of a process that is connected to it, and a forked worker raises a
+DopeError saying so. Memory per consumer: `stream_buffer` frames in flight, `shuffle_buffer` frames
+being mixed, plus what the DataLoader prefetches.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tarfile
+from contextlib import closing
+from pathlib import Path
+from typing import Iterator
+
+import ray
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from ..assets import target_cuboids
+from ..config import GenerateConfig
+from ..writers import DatasetWriter, open_writer, shard_name, shard_ranges
+from .frames import FrameStream, plan_actors
+from .session import cluster_address, connect
+
+log = logging.getLogger(__name__)
+
+LOADER_CONTEXT = "spawn"  # DataLoader(multiprocessing_context=LOADER_CONTEXT) when num_workers > 0
+
+RawSample = dict[str, bytes | str]
+
+
+def consumer_slot() -> tuple[int, int]:
+    """(this consumer's number, number of consumers) over DDP ranks x DataLoader workers."""
+    rank, world = 0, 1
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    worker = get_worker_info()
+    worker_id, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+    return rank * workers + worker_id, world * workers
+
+
+def actors_for(consumer: int, consumers: int, total_actors: int) -> int:
+    """This consumer's share of the renderer actors (at least one)."""
+    return max(1, total_actors // consumers + (consumer < total_actors % consumers))
+
+
+def read_shard(path: Path) -> Iterator[RawSample]:
+    """The samples of a finished shard, as webdataset groups them (key = name up to the first dot)."""
+    with tarfile.open(path) as tar:
+        sample: RawSample = {}
+        for member in tar:
+            key, _, name = member.name.partition(".")
+            if sample and sample["__key__"] != key:
+                yield sample
+                sample = {}
+            sample["__key__"] = key
+            sample[name] = tar.extractfile(member).read()
+        if sample:
+            yield sample
+
+
+def shuffled(samples: Iterator[RawSample], size: int, rng: random.Random) -> Iterator[RawSample]:
+    """Each sample leaves through a random slot of a `size`-frame buffer."""
+    buffer: list[RawSample] = []
+    with closing(samples):
+        for sample in samples:
+            if len(buffer) < size:
+                buffer.append(sample)
+                continue
+            slot = rng.randrange(size)
+            yield buffer[slot]
+            buffer[slot] = sample
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class RayFrameDataset(IterableDataset):
+    """Frames of `config` rendered by Ray actors as the loader asks for them.
+
+    write_shards: also persist every frame into `config.out` (same shards and manifest as `dope
+    generate`); frames of shards already finished there are read back instead of rendered, so a
+    second pass (epoch) or a restarted run costs no rendering. Without it, every pass renders.
+    Ray is joined (or started, `ray: local`) on construction, in the process that builds the dataset.
+    """
+
+    def __init__(self, config: GenerateConfig, write_shards: bool = True, trace: bool = False):
+        super().__init__()
+        self.config = config
+        self.write_shards = write_shards
+        self.trace = trace
+        connect(config.ray)
+        self.address = cluster_address()
+        self.cuboids = target_cuboids(config) if write_shards else {}
+        if write_shards:
+            open_writer(config, self.cuboids).close()  # bad `out` or another dataset there: fail here
+        self.last_stream: FrameStream | None = None  # for stats; per process
+
+    def __iter__(self) -> Iterator[RawSample]:
+        connect(self.address)  # a spawned worker or DDP rank joins; a forked worker raises
+        consumer, consumers = consumer_slot()
+        samples = self._frames(consumer, consumers)
+        if self.config.shuffle_buffer > 0:
+            rng = random.Random(f"{self.config.seed}:{consumer}")
+            samples = shuffled(samples, self.config.shuffle_buffer, rng)
+        return samples
+
+    def _frames(self, consumer: int, consumers: int) -> Iterator[RawSample]:
+        if not self.write_shards:
+            return self._render(range(consumer, self.config.nb_frames, consumers), consumer, consumers, None)
+        return self._frames_of_shards(consumer, consumers)
+
+    def _frames_of_shards(self, consumer: int, consumers: int) -> Iterator[RawSample]:
+        out = Path(self.config.out)
+        shards = [(k, frames) for k, frames in enumerate(shard_ranges(self.config)) if k % consumers == consumer]
+        finished = [k for k, _ in shards if (out / shard_name(k)).is_file()]
+        for k in finished:
+            yield from read_shard(out / shard_name(k))
+        missing = [i for k, frames in shards if k not in finished for i in frames]
+        if missing:
+            writer = open_writer(self.config, self.cuboids)
+            try:
+                yield from self._render(missing, consumer, consumers, writer)
+            finally:
+                writer.close()
+
+    def _render(
+        self, indices, consumer: int, consumers: int, writer: DatasetWriter | None
+    ) -> Iterator[RawSample]:
+        actors = actors_for(consumer, consumers, plan_actors(self.config).count)
+        stream = FrameStream(self.config, indices, actors=actors, trace=self.trace)
+        self.last_stream = stream
+        for sample in stream:
+            if writer is not None:
+                writer.add(sample)
+            yield {"__key__": sample.key, **sample.members}
