@@ -102,7 +102,7 @@ def test_resume_with_another_config_is_refused(tmp_path, generated_shards):
     generate(tiny_generate_config(out, nb_frames=2))
     with pytest.raises(DopeError, match="seed"):
         generate(tiny_generate_config(out, nb_frames=2, seed=5))
-    generate(tiny_generate_config(out, nb_frames=2, workers=2))  # how it is run may change
+    generate(tiny_generate_config(out, nb_frames=2, workers=2, stream_buffer=7))  # how it is run may change
 
 
 def test_folder_layout_files_and_resume(tmp_path):
