@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+# Per-frame layers of the DOPE folder layout (`000123.seg.png`, `000123.depth.png`): not photos.
+LAYER_SUFFIXES = (".seg.png", ".depth.png")
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,10 @@ def run_inference(config: InferConfig) -> InferenceSummary:
 
 def list_images(path: Path) -> list[Path]:
     if path.is_dir():
-        images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = sorted(
+            p for p in path.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.lower().endswith(LAYER_SUFFIXES)
+        )
         if not images:
             raise DopeError(f"--images {path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return images

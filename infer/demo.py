@@ -1,0 +1,211 @@
+"""`dope demo`: the whole pipeline on the built-in assets, ending in a report a newcomer can open.
+
+1. train the `light` network on frames rendered during the run (the live stream; or, when the
+   streaming module is not installed, on a dataset rendered first),
+2. render a separate test set with another seed (DOPE folder layout),
+3. detect and estimate poses on it, 4. evaluate ADD against the ground truth,
+5. write `report.md`: stage timings, throughput, the metrics table, the accuracy curve and a grid of
+   overlays.
+
+Every stage resumes: re-running the same command after a kill continues where it stopped, and a
+finished stage is skipped. The defaults aim at about 15 minutes on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydantic import Field, field_validator
+
+from dope_stream.config import PACKAGE_ASSETS, ConfigModel, IntRange, add_config_arguments, config_from_args
+
+log = logging.getLogger(__name__)
+
+GRID_COLUMNS = 4
+GRID_CELL = 320  # pixels per overlay in the grid
+
+
+class DemoConfig(ConfigModel):
+    """`dope demo`: generate -> train -> infer -> evaluate on the built-in cracker box."""
+
+    out: Path = Field(Path("out/demo"), description="output folder (report.md, data, run, predictions)")
+    train_frames: int = Field(800, ge=16, description="frames rendered for training (per epoch when streaming)")
+    epochs: int = Field(3, ge=1, description="training epochs")
+    test_frames: int = Field(40, ge=1, description="frames of the test set (rendered with seed + 1000)")
+    size: int = Field(256, ge=64, le=1024, description="rendered frame width = height = training crop (a multiple of 32)")
+    nb_distractors: IntRange = Field((2, 6), description="distractors per frame: N or a range a,b")
+    batch_size: int = Field(16, ge=1, description="training batch size")
+    workers: int = Field(2, ge=1, description="rendering processes")
+    stream: bool = Field(True, description="train on the live stream (frames rendered during training) when available")
+    seed: int = Field(0, ge=0, description="seed of the training frames; the test set uses seed + 1000")
+    device: str = Field("cpu", description="device for training and inference (cpu, cuda)")
+
+    @field_validator("size")
+    @classmethod
+    def _multiple_of_32(cls, size: int) -> int:
+        if size % 32:
+            raise ValueError(f"must be a multiple of 32 (the network's coarsest stride), e.g. {size - size % 32}")
+        return size
+
+
+@dataclass
+class StageTime:
+    name: str
+    seconds: float
+    detail: str
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, DemoConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = run_demo(config_from_args(DemoConfig, args))
+    log.info("report: %s", report)
+    return 0
+
+
+def run_demo(config: DemoConfig) -> Path:
+    """All stages; returns the path of report.md."""
+    from trainer.checkpoint import latest_checkpoint
+
+    from .config import InferConfig
+    from .evaluate import evaluate_folders, write_metrics
+    from .inference import run_inference
+
+    # Importing triton (torch._dynamo pulls it in, e.g. from the optimiser) after Mesa's EGL is loaded
+    # by in-process rendering segfaults; loaded first, both coexist.
+    import torch._dynamo  # noqa: F401
+
+    config.out.mkdir(parents=True, exist_ok=True)
+    times: list[StageTime] = []
+    run_dir = config.out / "run"
+    times.append(_train(config, run_dir))
+
+    start = time.perf_counter()
+    test_dir = _generate(_generate_config(config, config.out / "test", config.test_frames, config.seed + 1000, "folder"))
+    times.append(StageTime("render test set", time.perf_counter() - start, f"{config.test_frames} frames"))
+
+    checkpoint = latest_checkpoint(run_dir)
+    predictions = config.out / "predictions"
+    start = time.perf_counter()
+    summary = run_inference(InferConfig(weights=checkpoint, images=test_dir, out=predictions, device=config.device))
+    times.append(StageTime("inference", time.perf_counter() - start, f"{summary.detections} detections"))
+
+    start = time.perf_counter()
+    metrics = evaluate_folders(predictions, test_dir, PACKAGE_ASSETS / "objects", [], min_visibility=0.1)
+    write_metrics(metrics, config.out)
+    times.append(StageTime("evaluation", time.perf_counter() - start, "ADD, visibility > 0.1"))
+
+    grid = write_overlay_grid(sorted(predictions.glob("*.png")), config.out / "overlays.jpg")
+    return write_report(config, metrics, times, grid)
+
+
+def _generate_config(config: DemoConfig, out: Path, frames: int, seed: int, layout: str):
+    from dope_stream.config import GenerateConfig
+
+    return GenerateConfig(
+        out=out, nb_frames=frames, seed=seed, layout=layout, width=config.size, height=config.size,
+        nb_distractors=config.nb_distractors, workers=config.workers,
+    )
+
+
+def _generate(generate_config) -> Path:
+    from dope_stream.generate import generate
+
+    return generate(generate_config)
+
+
+def streaming_available() -> bool:
+    """The Ray stream (dope_stream.stream) and the trainer's side of it are both installed."""
+    return all(importlib.util.find_spec(name) is not None for name in ("dope_stream.stream", "trainer.streaming"))
+
+
+def _train(config: DemoConfig, run_dir: Path) -> StageTime:
+    """Train (resuming any earlier run in run_dir); streaming when asked for and installed."""
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+
+    common = dict(
+        out=run_dir, net="light", epochs=config.epochs, batch_size=config.batch_size, image_size=config.size,
+        resume=True, seed=config.seed, device="cuda" if config.device.startswith("cuda") else "cpu",
+        save_every=50, val_fraction=0.0,
+    )
+    data = _generate_config(config, config.out / "train", config.train_frames, config.seed, "shards")
+    start = time.perf_counter()
+    if config.stream and streaming_available():
+        stream_yaml = config.out / "stream.yaml"
+        stream_yaml.write_text(data.to_yaml())
+        summary = train(TrainConfig(stream=stream_yaml, stream_frames_per_epoch=config.train_frames, **common))
+        how = "live stream (rendered during training)"
+    else:
+        if config.stream:
+            log.warning("live streaming is not installed: rendering the training set first")
+        _generate(data)
+        summary = train(TrainConfig(data=[data.out], **common))
+        how = "rendered dataset"
+    seconds = time.perf_counter() - start
+    images = len(summary.keys_seen)
+    rate = f", {images / seconds:.1f} images/s" if images else " (already trained)"
+    return StageTime("train", seconds, f"{how}: {images} images{rate}")
+
+
+def write_overlay_grid(overlays: list[Path], path: Path, count: int = 12) -> Path | None:
+    """A GRID_COLUMNS-wide grid of the first `count` overlays, each scaled to GRID_CELL pixels."""
+    tiles = []
+    for overlay in overlays[:count]:
+        image = cv2.imread(str(overlay))
+        scale = GRID_CELL / max(image.shape[:2])
+        tile = np.zeros((GRID_CELL, GRID_CELL, 3), np.uint8)
+        resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        tile[: resized.shape[0], : resized.shape[1]] = resized
+        tiles.append(tile)
+    if not tiles:
+        return None
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % GRID_COLUMNS)
+    rows = [np.hstack(tiles[i : i + GRID_COLUMNS]) for i in range(0, len(tiles), GRID_COLUMNS)]
+    tmp = path.with_name(".tmp" + path.suffix)
+    cv2.imwrite(str(tmp), np.vstack(rows))
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(config: DemoConfig, metrics: dict, times: list[StageTime], grid: Path | None) -> Path:
+    lines = [
+        "# dope demo report", "",
+        f"Light network trained for {config.epochs} epochs of {config.train_frames} synthetic {config.size}x{config.size} "
+        f"frames of the cracker box; tested on {config.test_frames} frames rendered with another seed.", "",
+        "## Stages", "", "| stage | time | detail |", "|---|---|---|",
+    ]
+    lines += [f"| {t.name} | {t.seconds:.0f} s | {t.detail} |" for t in times]
+    lines += [
+        "", "## Pose accuracy (ADD)", "",
+        "| class | GT | matched | missed | false pos. | <2 cm | <5 cm | <10 cm | AUC (0-10 cm) | 2D error (px) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in metrics["classes"].items():
+        keypoint = "-" if s["mean_keypoint_error_px"] is None else f"{s['mean_keypoint_error_px']:.1f}"
+        acc = s["accuracy"]
+        lines.append(
+            f"| {name} | {s['ground_truth']} | {s['matched']} | {s['missed']} | {s['false_positives']} | "
+            f"{acc['0.02']:.2f} | {acc['0.05']:.2f} | {acc['0.10']:.2f} | {s['auc'] * 100:.1f} | {keypoint} |"
+        )
+    lines += ["", "![accuracy curve](accuracy_curve.png)", ""]
+    if grid is not None:
+        lines += ["## Detections on the test set", "", f"![overlays]({grid.name})", ""]
+    lines += ["Full numbers: `metrics.json`; per-image predictions and overlays: `predictions/`.", ""]
+    path = config.out / "report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+    (config.out / "stages.json").write_text(json.dumps([t.__dict__ for t in times], indent=1))
+    return path
