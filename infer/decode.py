@@ -63,7 +63,8 @@ def find_peaks(belief: np.ndarray, stride: int, settings: DecodeSettings) -> lis
         else belief
     )
     is_max = smoothed == ndimage.maximum_filter(smoothed, size=(1, 3, 3), mode="constant", cval=-np.inf)
-    channel, row, col = np.nonzero(is_max & (belief >= settings.peak_threshold))
+    # `> 0` as well: a flat empty map is a local maximum everywhere, with nothing to weigh.
+    channel, row, col = np.nonzero(is_max & (belief >= settings.peak_threshold) & (belief > 0))
     xy = _refine(belief, channel, row, col, settings.window_radius)
     uv = map_to_pixel(xy, stride)
     scores = belief[channel, row, col]

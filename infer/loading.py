@@ -26,9 +26,7 @@ def load_torch_network(options: NetworkOptions):
     """(torch model in eval mode on options.device, NetworkInfo) from a .pth file."""
     import torch
 
-    path = options.weights
-    if not path.is_file():
-        raise DopeError(f"--weights {path}: file does not exist")
+    path = _checkpoint_file(options.weights)
     if path.suffix.lower() == ".onnx":
         raise DopeError(f"--weights {path}: an ONNX model runs with --backend onnx")
     try:
@@ -45,6 +43,20 @@ def load_torch_network(options: NetworkOptions):
         if options.object is not None and options.object != info.class_name:
             raise DopeError(f"--object '{options.object}': unknown class for {path}, which detects '{info.class_name}'")
     return model.to(options.device).eval(), info
+
+
+def _checkpoint_file(path: Path) -> Path:
+    """The file itself, or a training run folder's latest checkpoint."""
+    if path.is_dir():
+        from trainer.checkpoint import latest_checkpoint
+
+        found = latest_checkpoint(path)
+        if found is None:
+            raise DopeError(f"--weights {path}: folder holds no checkpoints (expected a training run folder)")
+        return found
+    if not path.is_file():
+        raise DopeError(f"--weights {path}: file does not exist")
+    return path
 
 
 def _is_official_state_dict(content) -> bool:

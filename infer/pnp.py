@@ -44,7 +44,10 @@ def solve_pose(
         return None
     camera = intrinsics.matrix
     while True:
-        rvec, tvec = _sqpnp(object_points[inliers], uv[inliers], camera)
+        solved = _sqpnp(object_points[inliers], uv[inliers], camera)
+        if solved is None:
+            return None
+        rvec, tvec = solved
         errors = _reprojection_errors(object_points, uv, rvec, tvec, camera)
         worst = np.flatnonzero(inliers)[np.argmax(errors[inliers])]
         if errors[worst] <= settings.inlier_threshold or inliers.sum() <= settings.min_points:
@@ -59,13 +62,12 @@ def solve_pose(
     return PoseSolution(cuboid_pose.moved_origin(-np.asarray(cuboid.center)), cuboid_pose, inliers, mean_error)
 
 
-def _sqpnp(object_points: np.ndarray, image_points: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sqpnp(object_points: np.ndarray, image_points: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rvec, tvec) of the cuboid frame, or None on degenerate input."""
     ok, rvec, tvec = cv2.solvePnP(
         object_points.astype(np.float64), image_points.astype(np.float64), camera, None, flags=cv2.SOLVEPNP_SQPNP
     )
-    if not ok:  # SQPnP only fails on degenerate input; an identity far away is rejected downstream
-        return np.zeros((3, 1)), np.array([[0.0], [0.0], [-1.0]])
-    return rvec, tvec
+    return (rvec, tvec) if ok else None
 
 
 def _reprojection_errors(
