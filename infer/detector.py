@@ -67,11 +67,13 @@ class TorchBackend:
 
         self.torch = torch
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        # Channels-last runs the (depthwise) convolutions of both networks faster on CPU and GPU.
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self.torch.inference_mode():
-            belief, affinity = self.model(self.torch.from_numpy(batch).to(self.device))[-1]
+            x = self.torch.from_numpy(batch).to(self.device).contiguous(memory_format=self.torch.channels_last)
+            belief, affinity = self.model(x)[-1]
         return belief[0].float().cpu().numpy(), affinity[0].float().cpu().numpy()
 
 
