@@ -47,6 +47,7 @@ class TrainConfig(ConfigModel):
     save_every: int = Field(500, ge=1, description="write a checkpoint every N steps (and at each epoch end)")
     keep_last: int = Field(3, ge=1, description="checkpoints to keep")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps in total (default: run all epochs)")
+    val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
     log_every: int = Field(20, ge=1, description="TensorBoard scalars every N steps")
     stream_frames_per_epoch: int | None = Field(None, ge=1, description="--stream: frames per epoch (default: the config's nb_frames)")
 

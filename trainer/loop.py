@@ -160,8 +160,9 @@ def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool) ->
 
 
 def stage_losses(net: str, stages, belief: torch.Tensor, affinity: torch.Tensor) -> torch.Tensor:
-    """Sum over stages. dope: the reference MSE. light: weighted BCE on belief logits (does not stall
-    on sparse targets the way MSE does) + inside-weighted affinity MSE."""
+    """Sum over stages. dope: the reference MSE. light: positive-weighted binary cross-entropy on belief
+    logits minus the target entropy (does not stall on sparse targets the way MSE does) +
+    inside-weighted affinity MSE."""
     total = belief.new_zeros(())
     inside = (affinity.abs().sum(dim=1, keepdim=True) > 0).float()
     affinity_weight = 1.0 + (AFFINITY_INSIDE_WEIGHT - 1.0) * inside
@@ -171,29 +172,38 @@ def stage_losses(net: str, stages, belief: torch.Tensor, affinity: torch.Tensor)
             total = total + F.mse_loss(belief_out, belief) + F.mse_loss(affinity_out, affinity)
             continue
         weight = 1.0 + (BELIEF_POSITIVE_WEIGHT - 1.0) * belief
-        total = total + F.binary_cross_entropy_with_logits(belief_out, belief, weight=weight)
+        cross_entropy = F.binary_cross_entropy_with_logits(belief_out, belief, weight=weight, reduction="none")
+        # Minus the target's own entropy: a binary KL divergence, zero for a perfect prediction.
+        total = total + (cross_entropy - weight * _binary_entropy(belief)).mean()
         total = total + (affinity_weight * (affinity_out - affinity) ** 2).mean()
     return total
 
 
+def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy(p, p, reduction="none")
+
+
 def decode_keypoints(belief: torch.Tensor) -> torch.Tensor:
-    """(B, 9, h, w) belief -> (B, 9, 2) pixel positions: argmax cell refined by a 3x3 weighted mean."""
+    """(B, 9, h, w) belief -> (B, 9, 2) pixels: the argmax cell, refined per axis by the vertex of a
+    parabola through the log of the peak and its two neighbours (exact for a Gaussian peak)."""
     batch, channels, height, width = belief.shape
-    flat = belief.float().reshape(batch, channels, -1)
-    peak = flat.argmax(dim=-1)
-    py, px = peak // width, peak % width
-    padded = F.pad(belief.float().clamp(min=0), (1, 1, 1, 1))
-    offsets = torch.tensor([-1, 0, 1], device=belief.device)
-    ys = (py[..., None, None] + offsets[:, None] + 1).expand(-1, -1, 3, 3)
-    xs = (px[..., None, None] + offsets[None, :] + 1).expand(-1, -1, 3, 3)
-    b = torch.arange(batch, device=belief.device)[:, None, None, None]
-    c = torch.arange(channels, device=belief.device)[None, :, None, None]
-    window = padded[b, c, ys, xs]  # (B, 9, 3, 3)
-    total = window.sum(dim=(-1, -2)).clamp(min=1e-6)
-    mean_y = py + (window.sum(dim=-1) * offsets).sum(dim=-1) / total
-    mean_x = px + (window.sum(dim=-2) * offsets).sum(dim=-1) / total
-    cells = torch.stack([mean_x, mean_y], dim=-1).cpu().numpy()
-    return torch.from_numpy(map_to_pixel(cells, STRIDE)).float()
+    maps = belief.float().clamp(min=1e-6).log().reshape(batch * channels, height, width)
+    peak = maps.reshape(batch * channels, -1).argmax(dim=-1)
+    rows, cols = peak // width, peak % width
+    index = torch.arange(batch * channels, device=belief.device)
+
+    def refine(values: torch.Tensor, centre: torch.Tensor, size: int, along_cols: bool) -> torch.Tensor:
+        before, after = (centre - 1).clamp(min=0), (centre + 1).clamp(max=size - 1)
+        pick = (lambda c: values[index, rows, c]) if along_cols else (lambda r: values[index, r, cols])
+        left, middle, right = pick(before), pick(centre), pick(after)
+        curvature = left - 2 * middle + right
+        offset = torch.where(curvature < -1e-6, 0.5 * (left - right) / curvature.clamp(max=-1e-6), torch.zeros_like(middle))
+        inner = (centre > 0) & (centre < size - 1)
+        return centre.float() + torch.where(inner, offset.clamp(-0.5, 0.5), torch.zeros_like(offset))
+
+    cells = torch.stack([refine(maps, cols, width, True), refine(maps, rows, height, False)], dim=-1)
+    pixels = map_to_pixel(cells.reshape(batch, channels, 2).cpu().numpy(), STRIDE)
+    return torch.from_numpy(pixels).float()
 
 
 def keypoint_errors(belief: torch.Tensor, keypoints: torch.Tensor, instances: torch.Tensor, image_size: int) -> list[float]:
@@ -256,9 +266,10 @@ def train(config: TrainConfig) -> TrainSummary:
     if dist.world_size > 1:
         model = nn.parallel.DistributedDataParallel(network, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
     per_epoch = steps_per_epoch(plan, config, dist.world_size)
-    total_steps = min(config.max_steps or per_epoch * config.epochs, per_epoch * config.epochs)
+    schedule_steps = per_epoch * config.epochs  # the schedule ignores max_steps, so a stop/resume matches
+    total_steps = min(config.max_steps or schedule_steps, schedule_steps)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.warmup_steps, total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate_factor(s, config.warmup_steps, schedule_steps))
     dtype = autocast_dtype(config, dist.device)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=dtype == torch.float16)
 
@@ -333,7 +344,7 @@ def train(config: TrainConfig) -> TrainSummary:
             break  # stopped mid-epoch by max_steps; the checkpoint above records the position
         epoch, samples_done = epoch + 1, 0
         checkpoint(epoch, 0)
-        if plan.validation is not None and dist.is_main:
+        if plan.validation is not None and dist.is_main and (epoch % config.val_every == 0 or epoch == config.epochs):
             result = validate(network, plan.validation, meta, config, dist.device, dtype)
             summary.validation.append({"step": step, **result})
             log.info("epoch %d: validation loss %.4f, keypoint error %.2f px", epoch, result["loss"], result["keypoint_error_px"])

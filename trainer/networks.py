@@ -64,9 +64,10 @@ class DopeNetwork(nn.Module):
 
     def __init__(self, stages: int = 6):
         super().__init__()
-        from torchvision.models import vgg19
+        from torchvision.models.vgg import cfgs, make_layers
 
-        prefix = list(vgg19(weights=None).features.children())[:VGG_PREFIX_LAYERS]
+        # torchvision's VGG-19 `features` (config "E") without building the 120 M-parameter classifier.
+        prefix = list(make_layers(cfgs["E"], batch_norm=False).children())[:VGG_PREFIX_LAYERS]
         self.vgg = nn.Sequential(
             *prefix,
             nn.Conv2d(512, 256, 3, padding=1), nn.ReLU(inplace=True),  # vgg.23, vgg.24

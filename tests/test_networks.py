@@ -1,0 +1,121 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dope_stream.config import PACKAGE_ASSETS
+from dope_stream.errors import DopeError
+from trainer.networks import (
+    BELIEF_PRIOR, IMAGENET_MEAN, IMAGENET_STD, NETWORKS, build_network, count_parameters, efficientnet_lite0,
+    load_official_dope,
+)
+
+CAT_CLASSES = [281, 282, 285]  # tabby, tiger cat, Egyptian cat
+
+
+def official_dope_layout() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the official DOPE weights, written from the documented layout
+    (../shared/docs/dope-reference.md), independently of the model code."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    vgg = [(0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),
+           (16, 256, 256), (19, 256, 512), (21, 512, 512), (23, 512, 256), (25, 256, 128)]
+    for index, cin, cout in vgg:
+        shapes[f"vgg.{index}.weight"], shapes[f"vgg.{index}.bias"] = (cout, cin, 3, 3), (cout,)
+    for stage in range(1, 7):
+        for head, out in (("2", 9), ("1", 16)):
+            if stage == 1:
+                convs = [(0, 128, 128, 3), (2, 128, 128, 3), (4, 128, 128, 3), (6, 128, 512, 1), (8, 512, out, 1)]
+            else:
+                convs = [(0, 153, 128, 7)] + [(i, 128, 128, 7) for i in (2, 4, 6, 8)] + [(10, 128, 128, 1), (12, 128, out, 1)]
+            for index, cin, cout, k in convs:
+                shapes[f"m{stage}_{head}.{index}.weight"] = (cout, cin, k, k)
+                shapes[f"m{stage}_{head}.{index}.bias"] = (cout,)
+    return shapes
+
+
+def random_state(prefix: str = "") -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return {prefix + k: torch.randn(s, generator=generator) * 0.01 for k, s in official_dope_layout().items()}
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_output_contract(name):
+    model = build_network(name, pretrained=False).eval()
+    with torch.no_grad():
+        stages = model(torch.randn(2, 3, 64, 96))
+    assert len(stages) == model.num_stages == {"dope": 6, "light": 3}[name]
+    for belief, affinity in stages:
+        assert belief.shape == (2, 9, 8, 12) and affinity.shape == (2, 16, 8, 12)
+
+
+def test_dope_parameter_count_matches_the_reference():
+    assert count_parameters(build_network("dope")) == 50_267_350 == sum(int(np.prod(s)) for s in official_dope_layout().values())
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_official_state_dict_loads_strictly(prefix):
+    state = random_state(prefix)
+    model = load_official_dope(state)
+    assert torch.equal(model.m4_2[0].weight, state[prefix + "m4_2.0.weight"])
+    assert torch.equal(model.vgg[25].bias, state[prefix + "vgg.25.bias"])
+    # Stage 2 reads cat(belief, affinity, features): check the channel order on the real weights.
+    features = torch.randn(1, 128, 4, 4)
+    belief, affinity = model.m1_2(features), model.m1_1(features)
+    with torch.no_grad():
+        expected = model.m2_2(torch.cat([belief, affinity, features], 1))
+        model.vgg = torch.nn.Identity()
+        assert torch.allclose(model(features)[1][0], expected)
+
+
+def test_official_state_dict_from_file(tmp_path):
+    path = tmp_path / "cracker_60.pth"
+    torch.save(random_state("module."), path)
+    assert load_official_dope(path).m1_1[8].weight.shape == (16, 512, 1, 1)
+
+
+def test_extra_or_missing_keys_are_clear_errors():
+    state = random_state("module.")
+    state["module.m7_2.0.weight"] = torch.zeros(1)
+    with pytest.raises(DopeError, match=r"1 unexpected keys \(e.g. m7_2.0.weight\)"):
+        load_official_dope(state)
+    state = random_state()
+    del state["m3_1.12.bias"]
+    with pytest.raises(DopeError, match=r"1 missing keys \(e.g. m3_1.12.bias\)"):
+        load_official_dope(state)
+    state = random_state()
+    state["m1_2.8.weight"] = torch.zeros(8, 512, 1, 1)
+    with pytest.raises(DopeError, match="wrong tensor shapes: m1_2.8.weight"):
+        load_official_dope(state)
+
+
+def test_pretrained_encoder_classifies_the_cat():
+    image = cv2.cvtColor(cv2.imread(str(PACKAGE_ASSETS / "backgrounds" / "skimage_chelsea.jpg")), cv2.COLOR_BGR2RGB)
+    image = cv2.resize(image, (224, 224), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+    x = torch.from_numpy((image - IMAGENET_MEAN) / np.array(IMAGENET_STD, np.float32)).permute(2, 0, 1)[None]
+    classifier = efficientnet_lite0(pretrained=True).eval()
+    with torch.no_grad():
+        probabilities = classifier(x.float()).softmax(-1)[0]
+    assert probabilities.argmax().item() in CAT_CLASSES
+    assert probabilities[CAT_CLASSES].sum() > 0.8
+    # The light network's encoder is that pretrained network.
+    light = build_network("light", pretrained=True)
+    assert torch.equal(light.stem[0].weight, classifier._conv_stem.weight)
+    assert torch.equal(light.levels[2][-1]._project_conv.weight, classifier._blocks[15]._project_conv.weight)
+
+
+def test_light_starts_at_the_belief_prior():
+    model = build_network("light", pretrained=True).eval()
+    with torch.no_grad():
+        belief = model(torch.randn(1, 3, 64, 64))[0][0]
+    assert 5e6 > count_parameters(model) > 2e6  # a few million
+    assert abs(belief.mean().item() - BELIEF_PRIOR) < 0.01
+
+
+def test_unknown_network():
+    with pytest.raises(DopeError, match="unknown network 'resnet' \\(valid: dope, light\\)"):
+        build_network("resnet")
+
+
+def test_missing_vgg_weights_file(tmp_path):
+    with pytest.raises(DopeError, match="does not exist"):
+        build_network("dope", pretrained=True, vgg_weights=tmp_path / "vgg19.pth")
