@@ -116,7 +116,8 @@ def test_generate_with_ray_equals_local_run_and_resumes(ray_address, reference, 
 
 def test_slow_consumer_never_has_more_than_the_buffer_rendered_ahead(ray_address, tmp_path):
     bound = 4
-    stream = FrameStream(stream_config(tmp_path, ray=ray_address, nb_frames=16), range(16), actors=2, buffer=bound, trace=True)
+    config = stream_config(tmp_path, ray=ray_address, nb_frames=16)
+    stream = FrameStream(config, range(16), actors=2, buffer=bound, trace=True)
     indices = []
     for sample in stream:
         indices.append(sample.index)
