@@ -1,0 +1,189 @@
+"""The container entry point outside a container: a temporary folder laid out like /opt/ml.
+
+SageMaker's contract, simulated: hyperparameters as JSON strings in input/config/hyperparameters.json,
+channels under input/data/<name> (or SM_CHANNEL_<NAME>), the model in model/, checkpoints in
+checkpoints/, a failure reason in output/failure. A spot interruption is a SIGKILL of the whole
+process group; the restarted job must pick up both stages where they stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dope_stream.config import PACKAGE_ASSETS
+from trainer.container import Environment, collect_layers, main, plan_run
+
+REPO = Path(__file__).resolve().parents[1]
+CRACKER_BOX = PACKAGE_ASSETS / "objects" / "003_cracker_box"
+
+# Tiny generate-then-train job: 8 frames of 64x64 in 4 shards, 4 training steps of 2 images.
+TINY_JOB = {
+    "generator": "generate-then-train", "nb_frames": "8", "width": "64", "height": "64", "spp": "1",
+    "nb_objects": "1", "nb_distractors": "0,1", "frames_per_shard": "2", "epochs": "1", "batch_size": "2",
+    "image_size": "64", "stages": "1", "pretrained": "false", "loader_workers": "0", "save_every": "1",
+    "val_fraction": "0", "amp": "false", "channels_last": "false",
+}
+
+
+def sagemaker_root(tmp_path: Path, hyperparameters: dict, obj_channel: bool = False) -> Path:
+    root = tmp_path / "opt_ml"
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    if obj_channel:
+        shutil.copytree(CRACKER_BOX, root / "input" / "data" / "obj" / "003_cracker_box")
+    return root
+
+
+def plan_for(root: Path, argv: list[str] | None = None, **variables: str):
+    env = Environment.current({"DOPE_SM_ROOT": str(root), "DOPE_IMAGE_SIZE": "64", **variables})
+    return plan_run(collect_layers(argv or [], env), env)
+
+
+def test_sagemaker_strings_channels_and_precedence(tmp_path):
+    root = sagemaker_root(
+        tmp_path,
+        {"nb_frames": "100", "nb_objects": "1,3", "augment": "false", "net": '"light"', "scale_range": "[0.8, 1.2]",
+         "lr": "2e-4", "batch_size": "4", "seed": "7", "workers": "3", "backgrounds": "none", "image_size": "64"},
+        obj_channel=True,
+    )
+    training = tmp_path / "existing_dataset"
+    training.mkdir()
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump({"generator": "train-only", "nb_frames": 5, "spp": 16, "epochs": 3}))
+    plan = plan_for(
+        root, ["train", "--config", str(config), "--epochs", "9"],
+        DOPE_BATCH_SIZE="8", DOPE_EPOCHS="4", SM_CHANNEL_TRAINING=str(training),
+    )
+    assert plan.container.generator == "train-only"  # YAML file
+    assert plan.generate.spp == 16  # YAML file, not overridden
+    assert plan.generate.nb_frames == 100  # hyperparameters beat the YAML file
+    assert plan.generate.nb_objects == (1, 3) and plan.generate.backgrounds is None
+    assert plan.train.augment is False and plan.train.scale_range == (0.8, 1.2) and plan.train.lr == 2e-4
+    assert plan.train.batch_size == 8  # environment beats hyperparameters
+    assert plan.train.epochs == 9  # options beat everything
+    assert plan.generate.seed == plan.train.seed == 7
+    assert plan.generate.workers == 3 and plan.train.workers == 2  # renderers vs loader_workers
+    assert plan.generate.obj == [root / "input/data/obj/003_cracker_box/model.obj"]  # channel folder
+    assert plan.train.data == [training]  # SM_CHANNEL_TRAINING
+    assert plan.model_dir == root / "model" and plan.checkpoint_dir == root / "checkpoints"
+    assert plan.generate.out == root / "checkpoints" / "dataset"
+    assert plan.train.out == root / "checkpoints" / "train"
+
+
+def test_paths_outside_sagemaker_and_the_streaming_plan(tmp_path):
+    bare = tmp_path / "no_opt_ml"  # no hyperparameters.json: not a SageMaker job
+    plan = plan_for(bare, ["--generator", "streaming", "--ray=head:6379", "--model-dir", str(tmp_path / "m")])
+    assert plan.model_dir == tmp_path / "m" and plan.checkpoint_dir == Path("out/checkpoints")
+    assert plan.generate.ray == "head:6379" and plan.train.data == []
+    assert plan.train.stream == Path("out/checkpoints/stream.yaml")
+    assert plan_for(bare, SM_MODEL_DIR=str(tmp_path / "sm_model")).model_dir == tmp_path / "sm_model"
+    generate_then_train = plan_for(bare, DOPE_DATASET=str(tmp_path / "frames"))
+    assert generate_then_train.train.data == [tmp_path / "frames"] == [generate_then_train.generate.out]
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "variables", "argv", "expected"),
+    [
+        ({"nb_frame": "10"}, {}, [], "hyperparameters.json: unknown key 'nb_frame' (did you mean 'nb_frames'?)"),
+        ({"nb_frames": "many"}, {}, [], "hyperparameters.json: option 'nb_frames': Input should be a valid integer"),
+        ({"nb_objects": "3,1"}, {}, [], "option 'nb_objects': range '3,1' has its minimum above its maximum"),
+        ({"generator": "render"}, {}, [], "hyperparameters.json: option 'generator': Input should be 'generate-only'"),
+        ({}, {"DOPE_EPOCH": "3"}, [], "environment variable DOPE_EPOCH: unknown key 'epoch' (did you mean 'epochs'?)"),
+        ({}, {"DOPE_BATCH_SIZE": "0"}, [], "environment variable DOPE_BATCH_SIZE: option 'batch_size'"),
+        ({}, {}, ["--out", "x"], "command line: key 'out' is set by the container"),
+        ({"generator": "train-only"}, {}, [], "generator train-only: no training data"),
+        ({}, {}, ["--data", "d1"], "command line: 'data' is for generator train-only"),
+        ({}, {}, ["stray"], "unexpected argument 'stray'"),
+    ],
+)
+def test_bad_settings_are_one_line_with_exit_code_2(tmp_path, capsys, hyperparameters, variables, argv, expected):
+    root = sagemaker_root(tmp_path, {"image_size": "64", **hyperparameters})
+    assert main(argv, {"DOPE_SM_ROOT": str(root), **variables}) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and expected in error, error
+    assert (root / "output" / "failure").read_text().strip() in error  # SageMaker's failure reason
+
+
+def test_unreadable_hyperparameters_and_empty_obj_channel(tmp_path, capsys):
+    root = sagemaker_root(tmp_path, {})
+    (root / "input" / "config" / "hyperparameters.json").write_text("{nb_frames: 3")
+    assert main([], {"DOPE_SM_ROOT": str(root)}) == 2
+    assert "hyperparameters.json: not valid JSON" in capsys.readouterr().err
+    (root / "input" / "config" / "hyperparameters.json").write_text("{}")
+    (root / "input" / "data" / "obj").mkdir(parents=True)
+    assert main([], {"DOPE_SM_ROOT": str(root)}) == 2
+    assert "channel 'obj': folder" in capsys.readouterr().err
+
+
+def test_bad_hyperparameter_in_a_fresh_process_has_no_traceback(tmp_path):
+    root = sagemaker_root(tmp_path, {"epochs": "1.5"})
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer.container", "train"], cwd=REPO, capture_output=True, text=True,
+        env={**os.environ, "DOPE_SM_ROOT": str(root)}, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
+    assert "hyperparameters.json: option 'epochs'" in result.stderr
+
+
+# --- a simulated SageMaker spot job: killed while generating, killed while training, finished ---------
+
+
+def start_job(root: Path, log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "trainer.container", "train"], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "DOPE_SM_ROOT": str(root)}, start_new_session=True,
+    )
+
+
+def kill_when(job: subprocess.Popen, ready, log: Path, timeout: float = 300) -> None:
+    """SIGKILL the job's whole process group (renderer children too) as soon as `ready()` holds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert job.poll() is None, f"job ended (rc {job.returncode}) before the kill:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, "timed out waiting for the job"
+        time.sleep(0.01)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+
+
+def test_spot_interrupted_job_resumes_generation_and_training(tmp_path):
+    from trainer.checkpoint import latest_checkpoint, load_model, read_checkpoint
+
+    root = sagemaker_root(tmp_path, TINY_JOB, obj_channel=True)
+    dataset, run_dir = root / "checkpoints" / "dataset", root / "checkpoints" / "train"
+    shards = lambda: sorted(dataset.glob("shard-*.tar"))  # noqa: E731
+
+    kill_when(start_job(root, tmp_path / "run1.log"), lambda: len(shards()) >= 1, tmp_path / "run1.log")
+    first_shards = {p.name: p.stat().st_mtime_ns for p in shards()}
+    assert 1 <= len(first_shards) < 4, "the kill came after the whole dataset was written"
+
+    log2 = tmp_path / "run2.log"
+    kill_when(start_job(root, log2), lambda: latest_checkpoint(run_dir) is not None, log2)
+    assert len(shards()) == 4 and json.loads((dataset / "manifest.json").read_text())["complete"]
+    assert {p.name: p.stat().st_mtime_ns for p in shards() if p.name in first_shards} == first_shards  # not re-rendered
+    interrupted_at = read_checkpoint(latest_checkpoint(run_dir))["step"]
+    assert 1 <= interrupted_at < 4, "the kill came after training finished"
+    assert not (root / "model" / "model.pt").exists()
+
+    log3 = tmp_path / "run3.log"
+    job = start_job(root, log3)
+    assert job.wait(timeout=300) == 0, log3.read_text()[-3000:]
+    output = log3.read_text()
+    assert "already holds all 8 frames" in output
+    assert f"(step {interrupted_at}, epoch 0)" in output  # trainer.loop's "resumed from ..." line
+    model, meta = load_model(root / "model" / "model.pt")
+    assert meta.class_name == "003_cracker_box" and meta.input_size == 64 and meta.cuboid is not None
+    assert read_checkpoint(root / "model" / "model.pt")["step"] == 4
+    assert yaml.safe_load((root / "model" / "train.yaml").read_text())["batch_size"] == 2
+    assert not (root / "output" / "failure").exists()
