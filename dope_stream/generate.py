@@ -14,12 +14,13 @@ import logging
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from tqdm import tqdm
 
 from .assets import target_cuboids
 from .config import GenerateConfig, add_config_arguments, config_from_args
+from .geometry import Cuboid
 from .synth import FrameSynthesizer, Sample
 from .writers import DatasetWriter, frames_to_render, open_writer
 
@@ -40,8 +41,23 @@ def generate(config: GenerateConfig) -> Path:
     if not missing:
         log.info("%s already holds all %d frames", config.out, config.nb_frames)
     samples = _render_here(config, missing) if config.workers == 1 else _render_in_processes(config, missing)
+    write_samples(config, cuboids, samples, already_done=config.nb_frames - len(missing))
+    return Path(config.out)
+
+
+def write_samples(
+    config: GenerateConfig,
+    cuboids: dict[str, Cuboid],
+    samples: Iterable[Sample],
+    already_done: int,
+    desc: str = "generate",
+) -> None:
+    """Write `samples` (any order) into `config.out` with a progress bar over the whole dataset.
+
+    Shared by the local run and `dope_stream.stream.generate_with_ray`.
+    """
     writer: DatasetWriter | None = None
-    with tqdm(total=config.nb_frames, initial=config.nb_frames - len(missing), unit="img", desc="generate") as bar:
+    with tqdm(total=config.nb_frames, initial=already_done, unit="img", desc=desc) as bar:
         try:
             for sample in samples:
                 # Opened on the first frame: a run that fails before any frame leaves no manifest behind.
@@ -51,7 +67,6 @@ def generate(config: GenerateConfig) -> Path:
         finally:
             if writer is not None:
                 writer.close()
-    return Path(config.out)
 
 
 def _render_here(config: GenerateConfig, indices: list[int]) -> Iterator[Sample]:

@@ -113,6 +113,13 @@ class StreamStats:
         """Share of the actors' time spent not rendering (waiting on the consumer or the driver)."""
         return max(0.0, 1.0 - self.busy_s / max(1e-9, self.actors * self.elapsed_s()))
 
+    def summary(self) -> str:
+        elapsed = self.elapsed_s()
+        return (
+            f"{self.frames} frames by {self.actors} actors in {elapsed:.1f} s ({self.frames / max(1e-9, elapsed):.1f} "
+            f"frames/s, actors idle {self.idle_share():.0%}, {self.replaced_actors} replaced)"
+        )
+
     def max_buffered(self) -> int:
         """Most frames rendered but not yet consumed at any moment (needs tracing)."""
         events = sorted([(t, 1) for t in self.rendered_at] + [(t, -1) for t in self.consumed_at])

@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..assets import target_cuboids
 from ..config import GenerateConfig
-from ..writers import DatasetWriter, frames_to_render, open_writer
+from ..generate import write_samples
+from ..writers import frames_to_render
 from .frames import FrameStream, plan_actors
 from .session import ray_session
 
@@ -29,25 +28,6 @@ def generate_with_ray(config: GenerateConfig) -> Path:
         return Path(config.out)
     with ray_session(config.ray):
         stream = FrameStream(config, missing, actors=plan_actors(config).count)
-        writer: DatasetWriter | None = None
-        done = config.nb_frames - len(missing)
-        with tqdm(total=config.nb_frames, initial=done, unit="img", desc="generate (ray)") as bar:
-            try:
-                for sample in stream:
-                    # Opened on the first frame: a run that fails before any frame leaves no manifest.
-                    writer = writer or open_writer(config, cuboids)
-                    writer.add(sample)
-                    bar.update(1)
-            finally:
-                if writer is not None:
-                    writer.close()
-        log.info(
-            "ray: %d frames by %d actors in %.1f s (%.1f frames/s, actors idle %.0f%%, %d replaced)",
-            stream.stats.frames,
-            stream.stats.actors,
-            stream.stats.elapsed_s(),
-            stream.stats.frames / max(1e-9, stream.stats.elapsed_s()),
-            100 * stream.stats.idle_share(),
-            stream.stats.replaced_actors,
-        )
+        write_samples(config, cuboids, stream, config.nb_frames - len(missing), desc="generate (ray)")
+        log.info("ray: %s", stream.stats.summary())
     return Path(config.out)
