@@ -7,7 +7,9 @@ once over all DDP ranks and DataLoader workers (see the package docstring for th
 
 DataLoader workers must be started with `multiprocessing_context="spawn"` (`LOADER_CONTEXT`): Ray
 cannot run in a forked copy of a process that is connected to it, and a forked worker raises a
-DopeError saying so. Memory per consumer: `stream_buffer` frames in flight, `shuffle_buffer` frames
+DopeError saying so. Under DDP, give every rank the same cluster address in `ray` (a `ray start
+--head` on the node, or a cluster); with `ray: local` each rank starts a Ray instance of its own,
+which also works. Memory per consumer: `stream_buffer` frames in flight, `shuffle_buffer` frames
 being mixed, plus what the DataLoader prefetches.
 """
 
@@ -91,11 +93,10 @@ class RayFrameDataset(IterableDataset):
     Ray is joined (or started, `ray: local`) on construction, in the process that builds the dataset.
     """
 
-    def __init__(self, config: GenerateConfig, write_shards: bool = True, trace: bool = False):
+    def __init__(self, config: GenerateConfig, write_shards: bool = True):
         super().__init__()
         self.config = config
         self.write_shards = write_shards
-        self.trace = trace
         connect(config.ray)
         self.address = cluster_address()
         self.cuboids = target_cuboids(config) if write_shards else {}
@@ -121,6 +122,8 @@ class RayFrameDataset(IterableDataset):
         out = Path(self.config.out)
         shards = [(k, frames) for k, frames in enumerate(shard_ranges(self.config)) if k % consumers == consumer]
         finished = [k for k, _ in shards if (out / shard_name(k)).is_file()]
+        if finished:
+            log.info("consumer %d/%d: %d finished shard(s) read back from %s", consumer, consumers, len(finished), out)
         for k in finished:
             yield from read_shard(out / shard_name(k))
         missing = [i for k, frames in shards if k not in finished for i in frames]
@@ -135,7 +138,7 @@ class RayFrameDataset(IterableDataset):
         self, indices, consumer: int, consumers: int, writer: DatasetWriter | None
     ) -> Iterator[RawSample]:
         actors = actors_for(consumer, consumers, plan_actors(self.config).count)
-        stream = FrameStream(self.config, indices, actors=actors, trace=self.trace)
+        stream = FrameStream(self.config, indices, actors=actors)
         self.last_stream = stream
         for sample in stream:
             if writer is not None:

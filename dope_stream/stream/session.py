@@ -46,7 +46,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
             )
         _connected_pid = os.getpid()
         return False
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": True, "configure_logging": True}
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": True, "configure_logging": True}
     if address in (None, LOCAL):
         cpus = num_cpus or os.cpu_count() or 1
         log.info("starting local Ray with %d CPUs", cpus)
