@@ -127,3 +127,16 @@ def test_bad_inputs_are_one_line_errors(checkpoint, tmp_path, capsys):
     assert "nowhere" in _error_line(capsys)
     assert main(["infer", "--weights", str(checkpoint), "--images", str(images), "--out", out, "--dims", "16,21,7"]) == 2
     assert "metres" in _error_line(capsys)
+
+
+def test_camera_yaml_is_scaled_to_the_image_size(checkpoint, tmp_path):
+    images = _images(tmp_path / "images", count=1, with_camera=False)
+    camera = tmp_path / "camera.yaml"
+    # ROS camera_info of the same camera at twice the resolution.
+    camera.write_text("image_width: 192\nimage_height: 128\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+                      "  data: [240.0, 0.0, 95.5, 0.0, 240.0, 63.5, 0.0, 0.0, 1.0]\n")
+    out = tmp_path / "out"
+    assert main(["infer", "--weights", str(checkpoint), "--images", str(images), "--out", str(out),
+                 "--camera", str(camera)]) == 0
+    intrinsics = json.loads((out / "000000.json").read_text())["camera_data"]["intrinsics"]
+    assert intrinsics == pytest.approx({"fx": 120.0, "fy": 120.0, "cx": 47.5, "cy": 31.5})
