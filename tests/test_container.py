@@ -187,3 +187,20 @@ def test_spot_interrupted_job_resumes_generation_and_training(tmp_path):
     assert read_checkpoint(root / "model" / "model.pt")["step"] == 4
     assert yaml.safe_load((root / "model" / "train.yaml").read_text())["batch_size"] == 2
     assert not (root / "output" / "failure").exists()
+
+
+def test_train_only_on_a_training_channel_in_two_torchrun_processes(tmp_path):
+    from toy_dataset import BOX, write_folder
+
+    from trainer.checkpoint import load_model, read_checkpoint
+
+    settings = {key: TINY_JOB[key] for key in TINY_JOB if key not in ("nb_frames", "nb_objects", "nb_distractors")}
+    root = sagemaker_root(tmp_path, {**settings, "generator": "train-only", "processes": "2"})
+    write_folder(root / "input" / "data" / "training", 8, size=64)
+    assert main([], {**os.environ, "DOPE_SM_ROOT": str(root)}) == 0
+    model_file = root / "model" / "model.pt"
+    # 8 frames, 2 ranks of 4 frames, batches of 2: each rank takes 2 steps (one process would take 4)
+    assert read_checkpoint(model_file)["step"] == 2
+    _, meta = load_model(model_file)
+    assert meta.class_name == "toy_box" and meta.cuboid.to_dict() == pytest.approx(BOX.to_dict())
+    assert yaml.safe_load((root / "checkpoints" / "train.yaml").read_text())["data"] == [str(root / "input/data/training")]

@@ -81,6 +81,9 @@ class ContainerConfig(ConfigModel):
     checkpoint_dir: Path | None = Field(None, description="generated frames and training checkpoints, kept across restarts")
     model_dir: Path | None = Field(None, description="where the final model.pt goes (default: SM_MODEL_DIR, ROOT/model or out/model)")
     loader_workers: int = Field(2, ge=0, description="training data-loading processes (TrainConfig.workers)")
+    processes: int | None = Field(
+        None, ge=1, description="training processes (torchrun, one device each); default: one per visible GPU, else 1"
+    )
 
 
 @dataclass
@@ -332,10 +335,35 @@ def train_and_export(plan: RunPlan) -> Path:
     from trainer.checkpoint import latest_checkpoint
 
     train_config = plan.train.model_copy(update={"resume": latest_checkpoint(plan.train.out) is not None})
-    from trainer.loop import train
+    processes = plan.container.processes or visible_gpus(train_config.device)
+    if processes == 1:
+        from trainer.loop import train
 
-    train(train_config)
+        train(train_config)
+    else:
+        train_with_torchrun(train_config, processes, plan.checkpoint_dir / "train.yaml")
     return export_model(plan.train.out, plan.model_dir)
+
+
+def visible_gpus(device: str) -> int:
+    import torch
+
+    return max(1, torch.cuda.device_count()) if device != "cpu" else 1
+
+
+def train_with_torchrun(config: TrainConfig, processes: int, config_file: Path) -> None:
+    """`dope train` in `processes` ranks on this node (DDP: each rank takes one GPU, or gloo on CPU)."""
+    import subprocess
+
+    write_text_atomic(config_file, config.to_yaml())
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+        "-m", "dope_stream.cli", "train", "--config", str(config_file),
+    ]
+    log.info("training in %d processes: %s", processes, " ".join(command))
+    code = subprocess.run(command).returncode
+    if code != 0:
+        raise DopeError(f"training with {processes} processes failed (torchrun exit code {code}; the ranks' messages are above)")
 
 
 def export_model(run_dir: Path, model_dir: Path) -> Path:
