@@ -63,6 +63,10 @@ def find_peaks(belief: np.ndarray, stride: int, settings: DecodeSettings) -> lis
         else belief
     )
     is_max = smoothed == ndimage.maximum_filter(smoothed, size=(1, 3, 3), mode="constant", cval=-np.inf)
+    # A keypoint just outside the image leaves the tail of its Gaussian inside, whose maximum sits on
+    # the map's outer ring: such a peak is not where the keypoint is, so the ring is never a peak.
+    is_max[:, [0, -1], :] = False
+    is_max[:, :, [0, -1]] = False
     # `> 0` as well: a flat empty map is a local maximum everywhere, with nothing to weigh.
     channel, row, col = np.nonzero(is_max & (belief >= settings.peak_threshold) & (belief > 0))
     xy = _refine(belief, channel, row, col, settings.window_radius)

@@ -113,3 +113,12 @@ def test_detector_resizes_and_scales_the_camera_for_any_image_size():
     assert _rotation_error_deg(detection.pose.rotation, truth.rotation) < 0.5
     np.testing.assert_allclose(detection.projected_cuboid, keypoints, atol=1.0)
     assert 0.9 < detection.score <= 1.0
+
+
+def test_a_keypoint_just_outside_the_image_gives_no_peak():
+    uv = np.array([[-6.0, 200.0], [300.0, 483.0], [320.0, 240.0]] + [[np.nan, np.nan]] * 6)
+    belief, _ = draw_maps([uv], 640, 480)
+    assert belief[0].max() > 0.3 and belief[1].max() > 0.3  # their tails do reach into the map
+    peaks = find_peaks(belief, 8, DecodeSettings())
+    assert len(peaks[0].uv) == 0 and len(peaks[1].uv) == 0
+    np.testing.assert_allclose(peaks[2].uv, [uv[2]], atol=0.05)
