@@ -89,6 +89,10 @@ def test_paths_outside_sagemaker_and_the_streaming_plan(tmp_path):
     assert plan_for(bare, SM_MODEL_DIR=str(tmp_path / "sm_model")).model_dir == tmp_path / "sm_model"
     generate_then_train = plan_for(bare, DOPE_DATASET=str(tmp_path / "frames"))
     assert generate_then_train.train.data == [tmp_path / "frames"] == [generate_then_train.generate.out]
+    job = tmp_path / "job.yaml"
+    job.write_text("nb_frames: 12\n")
+    # DOPE_CONFIG names the YAML file; another tool's DOPE_ variable is not a setting
+    assert plan_for(bare, DOPE_CONFIG=str(job), DOPE_MITSUBA_VARIANT="scalar_rgb").generate.nb_frames == 12
 
 
 @pytest.mark.parametrize(

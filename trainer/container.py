@@ -30,11 +30,12 @@ out/model and out/checkpoints. A bad setting is one line on stderr (and, under S
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
@@ -67,8 +68,6 @@ MANAGED_KEYS = {
     "resume": "a restart always resumes from checkpoint_dir",
     "stream": "set generator: streaming instead",
 }
-# Keys of both stage configs: `seed` goes to both, `workers` renders (training: loader_workers).
-SHARED_KEYS = {"seed"}
 
 
 class ContainerConfig(ConfigModel):
@@ -121,7 +120,6 @@ class RunPlan:
     dataset: Path
     checkpoint_dir: Path
     model_dir: Path
-    origin: dict[str, str] = field(default_factory=dict)  # key -> source that set it
 
 
 # --- reading the settings -------------------------------------------------------------------------
@@ -136,8 +134,6 @@ def known_keys() -> list[str]:
 
 def check_keys(layer: Layer) -> None:
     """One DopeError naming the source for the first key no stage knows or the container owns."""
-    import difflib
-
     for key in sorted(layer.values):
         if key in MANAGED_KEYS:
             raise DopeError(f"{layer.source}: key '{key}' is set by the container ({MANAGED_KEYS[key]})")
@@ -178,11 +174,17 @@ def read_hyperparameters(env: Environment) -> Layer | None:
 
 
 def read_environment(env: Environment) -> list[Layer]:
-    """DOPE_<KEY> variables, one layer each so an error names the variable."""
+    """DOPE_<KEY> variables, one layer each so an error names the variable.
+
+    A DOPE_ variable that is not a setting is someone else's (DOPE_MITSUBA_VARIANT) unless its name is
+    close to a setting's: then it is taken as a misspelt setting, so that it fails loudly.
+    """
     layers = []
     for name, value in sorted(env.variables.items()):
-        if name.startswith(ENV_PREFIX) and name not in (ROOT_ENV, CONFIG_ENV):
-            key = name.removeprefix(ENV_PREFIX).lower()
+        key = name.removeprefix(ENV_PREFIX).lower()
+        if name in (ROOT_ENV, CONFIG_ENV) or not name.startswith(ENV_PREFIX):
+            continue
+        if key in known_keys() or difflib.get_close_matches(key, known_keys(), n=1):
             layers.append(Layer(f"environment variable {name}", {key: decode_text(value)}))
     return layers
 
@@ -262,7 +264,9 @@ def plan_run(layers: list[Layer], env: Environment) -> RunPlan:
     for layer in layers:
         values.update(layer.values)
         origin.update(dict.fromkeys(layer.values, layer.source))
-    pick = lambda model: {k: v for k, v in values.items() if k in model.model_fields}  # noqa: E731
+    def pick(model: type[ConfigModel]) -> dict[str, Any]:
+        return {key: value for key, value in values.items() if key in model.model_fields}
+
     container = validated(ContainerConfig, pick(ContainerConfig), origin)
     checkpoint_dir = container.checkpoint_dir or (env.root / "checkpoints" if env.sagemaker else Path("out/checkpoints"))
     model_dir = container.model_dir or Path(
@@ -282,7 +286,7 @@ def plan_run(layers: list[Layer], env: Environment) -> RunPlan:
     else:
         train_values["stream"] = checkpoint_dir / "stream.yaml"
     train = validated(TrainConfig, train_values, origin)
-    return RunPlan(container, generate, train, dataset, checkpoint_dir, model_dir, origin)
+    return RunPlan(container, generate, train, dataset, checkpoint_dir, model_dir)
 
 
 # --- running --------------------------------------------------------------------------------------
