@@ -163,6 +163,7 @@ class FrameStream:
             return
         try:
             self.actors = [self._start_actor() for _ in range(self.actor_count)]
+            self.dead_slots = set()
             self._wait_until_ready()
             self.stats = StreamStats(self.actor_count)
             yield from self._dispatch()
