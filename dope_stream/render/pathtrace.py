@@ -68,7 +68,9 @@ LLVM_SEARCH_GLOBS = (
 MAX_PATH_DEPTH = 5  # bounces: enough for inter-reflections between a few objects, cheap on a CPU
 NEAR_CLIP = 1e-3  # metres; annotations' depth comes from the raster pass, not from these rays
 PARKED_POSITION = (0.0, 0.0, -1.0e4)  # unused pool instances collapse to this point behind the camera
-WHITE_MAP = np.ones((2, 2, 3), dtype=np.float32)  # albedo of untextured meshes (before material.color)
+# Base-colour maps keep one shape per pool instance (Mitsuba's scalar variant cannot reshape a
+# parameter): a mesh's own texture size, else this square for photo textures and plain colours.
+PLAIN_MAP_SIZE = 256
 AOV_CHANNELS = "albedo:albedo,normal:sh_normal"  # film channels: R G B A, albedo xyz, normal xyz
 
 
@@ -189,8 +191,8 @@ class PathTraceRenderer:
         self._params = None
         self._slots: list[_Slot] = []
         self._hdri_key: str | None = None
-        self._linear_textures: dict[str, np.ndarray] = {}
-        self._linear_photos: dict[str, np.ndarray] = {}
+        self._albedo_maps: dict[tuple[str, tuple[int, int]], np.ndarray] = {}  # (source, shape) -> linear map
+        self._environment_maps = _padded_environment_maps(assets.hdris)
         self._integrators = {
             hide: self.mi.load_dict(
                 {
@@ -232,8 +234,9 @@ class PathTraceRenderer:
             needed[instance.mesh_key] = needed.get(instance.mesh_key, 0) + 1
         size = (scene.intrinsics.width, scene.intrinsics.height)
         if self._scene is None or size != self._size or any(n > self._pool_sizes.get(k, 0) for k, n in needed.items()):
-            for key, count in needed.items():  # grow geometrically so a pool is rebuilt only a few times
-                self._pool_sizes[key] = max(count, 2 * self._pool_sizes.get(key, 0), 1)
+            for key, count in needed.items():  # grow geometrically so the scene is rebuilt only a few times
+                if count > self._pool_sizes.get(key, 0):
+                    self._pool_sizes[key] = max(count, 2 * self._pool_sizes.get(key, 0))
             self._build(size)
         self._update_camera(scene.intrinsics)
         self._update_environment(scene)
@@ -266,7 +269,7 @@ class PathTraceRenderer:
             },
             "environment": {
                 "type": "envmap",
-                "bitmap": mi.Bitmap(np.ones((2, 4, 3), dtype=np.float32)),  # replaced per frame
+                "bitmap": mi.Bitmap(next(iter(self._environment_maps.values()))[:, 1:-1]),  # replaced per frame
             },
         }
         self._slots = []
@@ -286,7 +289,8 @@ class PathTraceRenderer:
         if mesh.vertex_colors is not None and mesh.texture is None:
             base_color = {"type": "mesh_attribute", "name": "vertex_color"}
         else:  # one bitmap for textures, photos and plain colours (white; Mitsuba needs >= 2x2)
-            base_color = {"type": "bitmap", "data": mi.TensorXf(WHITE_MAP), "raw": True}
+            white = np.ones((*_map_shape(mesh), 3), dtype=np.float32)
+            base_color = {"type": "bitmap", "data": mi.TensorXf(white), "raw": True}
         props = mi.Properties()
         props["bsdf"] = mi.load_dict({"type": "principled", "base_color": base_color})
         shape = mi.Mesh(
@@ -314,21 +318,21 @@ class PathTraceRenderer:
         # Mitsuba's pixel x spans [x, x + 1) with its centre at x + 0.5; OpenCV's integer u is the
         # centre, so film x = u + 0.5 and the principal point sits cx + 0.5 from the film's left.
         width, height = intrinsics.width, intrinsics.height
-        self._params["sensor.x_fov"] = float(np.degrees(2.0 * np.arctan(0.5 * width / intrinsics.fx)))
-        self._params["sensor.principal_point_offset_x"] = float((intrinsics.cx + 0.5) / width - 0.5)
-        self._params["sensor.principal_point_offset_y"] = float((intrinsics.cy + 0.5) / height - 0.5)
+        self._set_varying("sensor.x_fov", float(np.degrees(2.0 * np.arctan(0.5 * width / intrinsics.fx))))
+        self._set_varying("sensor.principal_point_offset_x", float((intrinsics.cx + 0.5) / width - 0.5))
+        self._set_varying("sensor.principal_point_offset_y", float((intrinsics.cy + 0.5) / height - 0.5))
 
     def _update_environment(self, scene: "SceneSpec") -> None:
         lighting = scene.lighting
         if lighting.hdri_key != self._hdri_key:
-            self._params["environment.data"] = self.mi.TensorXf(self.assets.hdris[lighting.hdri_key])
+            self._params["environment.data"] = self.mi.TensorXf(self._environment_maps[lighting.hdri_key])
             self._hdri_key = lighting.hdri_key
-        self._params["environment.scale"] = float(lighting.intensity)
+        self._set_varying("environment.scale", float(lighting.intensity))
         # Mitsuba looks up the map at to_world^-1 * direction with the same equirect formula as
         # raster's `equirect_uv`, so to_world is the inverse (transpose) of env_from_camera.
         rotation = np.eye(4)
         rotation[:3, :3] = np.asarray(environment_from_camera(lighting), dtype=np.float64).T
-        self._params["environment.to_world"] = self.mi.ScalarTransform4f(rotation)
+        self._set_varying("environment.to_world", self.mi.ScalarTransform4f(rotation))
 
     def _update_instances(self, scene: "SceneSpec") -> None:
         free: dict[str, list[_Slot]] = {}
@@ -369,23 +373,34 @@ class PathTraceRenderer:
             self._params[f"{slot.name}.vertex_color"] = (mesh.vertex_colors / np.float32(255.0) * color).ravel()
         else:
             self._params[f"{prefix}.base_color.data"] = self.mi.TensorXf(self._albedo_map(mesh, material.texture_key) * color)
-        self._params[f"{prefix}.roughness.value"] = float(material.roughness)
-        self._params[f"{prefix}.metallic.value"] = float(material.metallic)
-        self._params[f"{prefix}.specular"] = float(material.specular)
+        self._set_varying(f"{prefix}.roughness.value", float(material.roughness))
+        self._set_varying(f"{prefix}.metallic.value", float(material.metallic))
+        self._set_varying(f"{prefix}.specular", float(material.specular))
 
     def _albedo_map(self, mesh: "MeshAsset", texture_key: str | None) -> np.ndarray:
-        """Linear base-colour map: a background photo, the mesh's texture, or white."""
-        if texture_key is not None:
-            if texture_key not in self.assets.backgrounds:
-                raise DopeError(f"texture: unknown background photo '{texture_key}' (not in the asset library)")
-            if texture_key not in self._linear_photos:
-                self._linear_photos[texture_key] = srgb_to_linear(self.assets.backgrounds[texture_key])
-            return self._linear_photos[texture_key]
-        if mesh.texture is not None:
-            if mesh.key not in self._linear_textures:
-                self._linear_textures[mesh.key] = srgb_to_linear(mesh.texture)
-            return self._linear_textures[mesh.key]
-        return WHITE_MAP
+        """Linear base-colour map of the slot's shape: a background photo, the mesh's texture, or white."""
+        shape = _map_shape(mesh)
+        if texture_key is not None and texture_key not in self.assets.backgrounds:
+            raise DopeError(f"texture: unknown background photo '{texture_key}' (not in the asset library)")
+        source = texture_key if texture_key is not None else mesh.key
+        if (source, shape) not in self._albedo_maps:
+            if texture_key is not None:
+                photo = cv2.resize(self.assets.backgrounds[texture_key], shape[::-1], interpolation=cv2.INTER_AREA)
+                self._albedo_maps[source, shape] = srgb_to_linear(photo)
+            elif mesh.texture is not None:
+                self._albedo_maps[source, shape] = srgb_to_linear(mesh.texture)
+            else:
+                self._albedo_maps[source, shape] = np.ones((*shape, 3), dtype=np.float32)
+        return self._albedo_maps[source, shape]
+
+    def _set_varying(self, key: str, value: Any) -> None:
+        """Set a parameter that changes every frame as an opaque JIT variable: a literal would be
+        baked into the kernel and force a recompilation (~0.5 s) per frame."""
+        import drjit as dr
+
+        variable = type(self._params[key])(value)
+        dr.make_opaque(variable)
+        self._params[key] = variable
 
     # -- display --
 
@@ -418,3 +433,19 @@ def cover_photo(photo: np.ndarray, intrinsics: "Intrinsics") -> np.ndarray:
 
 def _parked_positions(count: int) -> np.ndarray:
     return np.tile(np.asarray(PARKED_POSITION, dtype=np.float32), count)
+
+
+def _map_shape(mesh: "MeshAsset") -> tuple[int, int]:
+    return mesh.texture.shape[:2] if mesh.texture is not None else (PLAIN_MAP_SIZE, PLAIN_MAP_SIZE)
+
+
+def _padded_environment_maps(hdris: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every map resampled to the largest one's size (one parameter shape for all), in the layout of
+    Mitsuba's `envmap` data parameter: one wrap-around column on each side (last, ..., first)."""
+    height, width = max((hdri.shape[:2] for hdri in hdris.values()), key=lambda size: size[0] * size[1])
+    maps = {}
+    for key, hdri in hdris.items():
+        if hdri.shape[:2] != (height, width):
+            hdri = cv2.resize(hdri, (width, height), interpolation=cv2.INTER_LINEAR)
+        maps[key] = np.ascontiguousarray(np.concatenate([hdri[:, -1:], hdri, hdri[:, :1]], axis=1), dtype=np.float32)
+    return maps
