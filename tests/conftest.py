@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+# Importing triton (torch._dynamo pulls it in: optimisers, ONNX export) after Mesa's EGL has been
+# loaded by an in-process render segfaults; imported first, both coexist in one test session.
+import torch._dynamo  # noqa: F401
 
 from dope_stream.assets import AssetLibrary, MeshAsset, build_asset_library
 from dope_stream.config import GenerateConfig
