@@ -48,3 +48,22 @@ def test_a_pose_behind_the_camera_is_rejected():
     straddling = Pose(np.eye(3), np.array([0.0, 0.0, 0.05]))
     uv = projected_cuboid(CUBOID, straddling, INTRINSICS)
     assert solve_pose(uv, CUBOID, INTRINSICS, PnPSettings(max_reprojection_error=1e9, inlier_threshold=1e9)) is None
+
+
+def test_the_generators_annotations_solve_to_their_own_poses(generated_shards):
+    """Cross-stage convention check: the cuboid from the manifest + the annotated keypoints give back
+    the annotated pose of the mesh frame (cuboid order, AABB centre offset, quaternion order)."""
+    from dope_stream.reader import open_dataset
+
+    dataset = open_dataset([generated_shards])
+    checked = 0
+    for index in range(len(dataset)):
+        frame = dataset.frame(index)
+        for obj in frame.objects:
+            cuboid = dataset.cuboids[obj.class_name]
+            solution = solve_pose(obj.projected_cuboid, cuboid, frame.intrinsics)
+            truth = Pose.from_quaternion_xyzw(obj.quaternion_xyzw, obj.location)
+            np.testing.assert_allclose(solution.pose.translation, truth.translation, atol=1e-4)
+            np.testing.assert_allclose(solution.pose.rotation, truth.rotation, atol=1e-3)
+            checked += 1
+    assert checked >= 6
