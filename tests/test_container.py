@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from dope_stream.config import PACKAGE_ASSETS
-from trainer.container import Environment, collect_layers, main, plan_run
+from trainer.container import Environment, collect_layers, main, plan_run, run_plan
 
 REPO = Path(__file__).resolve().parents[1]
 CRACKER_BOX = PACKAGE_ASSETS / "objects" / "003_cracker_box"
@@ -95,6 +95,33 @@ def test_paths_outside_sagemaker_and_the_streaming_plan(tmp_path):
     assert plan_for(bare, DOPE_CONFIG=str(job), DOPE_MITSUBA_VARIANT="scalar_rgb").generate.nb_frames == 12
 
 
+def test_streaming_hands_the_generate_settings_to_the_trainer(tmp_path, monkeypatch):
+    """The streaming trainer gets a GenerateConfig YAML equal to the container's generate settings."""
+    from dope_stream.config import GenerateConfig
+
+    received = {}
+
+    class TrainerReached(Exception):
+        pass
+
+    def trainer_stand_in(config):
+        received.update(config=config, stream=GenerateConfig.load(config.stream))
+        raise TrainerReached
+
+    monkeypatch.setattr("trainer.loop.train", trainer_stand_in)
+    checkpoints = tmp_path / "checkpoints"
+    plan = plan_for(
+        tmp_path / "no_opt_ml",
+        ["--generator", "streaming", "--ray", "local", "--nb_frames", "40", "--nb_objects", "2,4",
+         "--checkpoint_dir", str(checkpoints), "--processes", "1"],
+    )
+    with pytest.raises(TrainerReached):
+        run_plan(plan)
+    assert received["stream"] == plan.generate and received["stream"].out == checkpoints / "dataset"
+    assert received["stream"].ray == "local" and received["stream"].nb_objects == (2, 4)
+    assert received["config"].stream == checkpoints / "stream.yaml" and received["config"].resume is False
+
+
 @pytest.mark.parametrize(
     ("hyperparameters", "variables", "argv", "expected"),
     [
@@ -150,13 +177,26 @@ def start_job(root: Path, log: Path) -> subprocess.Popen:
     )
 
 
-def kill_when(job: subprocess.Popen, ready, log: Path, timeout: float = 300) -> None:
-    """SIGKILL the job's whole process group (renderer children too) as soon as `ready()` holds."""
+def wait_for(ready, log: Path, job: subprocess.Popen | None = None, timeout: float = 300) -> None:
+    """Poll `ready()`; fail at once if `job` ends first."""
     deadline = time.monotonic() + timeout
     while not ready():
-        assert job.poll() is None, f"job ended (rc {job.returncode}) before the kill:\n{log.read_text()[-3000:]}"
+        assert job is None or job.poll() is None, f"job ended (rc {job.returncode}):\n{log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, "timed out waiting for the job"
         time.sleep(0.01)
+
+
+def process_group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def kill_when(job: subprocess.Popen, ready, log: Path) -> None:
+    """SIGKILL the job's whole process group (renderer children too) as soon as `ready()` holds."""
+    wait_for(ready, log, job)
     os.killpg(job.pid, signal.SIGKILL)
     job.wait()
 
@@ -168,7 +208,13 @@ def test_spot_interrupted_job_resumes_generation_and_training(tmp_path):
     dataset, run_dir = root / "checkpoints" / "dataset", root / "checkpoints" / "train"
     shards = lambda: sorted(dataset.glob("shard-*.tar"))  # noqa: E731
 
-    kill_when(start_job(root, tmp_path / "run1.log"), lambda: len(shards()) >= 1, tmp_path / "run1.log")
+    # run 1: stopped the way `docker stop` and SageMaker stop a container, SIGTERM to its main process
+    log1 = tmp_path / "run1.log"
+    job = start_job(root, log1)
+    wait_for(lambda: len(shards()) >= 1, log1, job)
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=60) == 128 + signal.SIGTERM
+    wait_for(lambda: not process_group_alive(job.pid), log1, timeout=30)  # the renderer child stopped too
     first_shards = {p.name: p.stat().st_mtime_ns for p in shards()}
     assert 1 <= len(first_shards) < 4, "the kill came after the whole dataset was written"
 

@@ -34,6 +34,7 @@ import difflib
 import json
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,10 +330,11 @@ def generate_in_child(config: GenerateConfig) -> None:
     GL state out of the training process. Its DopeError comes back here as itself.
     """
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(generate_here, config).result()
+    # Pool, not ProcessPoolExecutor: leaving the block early (SIGTERM) terminates the child
+    # instead of waiting for it to render everything.
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        pool.apply(generate_here, (config,))
 
 
 def train_and_export(plan: RunPlan) -> Path:
@@ -396,6 +398,13 @@ def usage() -> str:
     return (__doc__ or "") + "\nkeys: " + ", ".join(known_keys())
 
 
+def exit_on_sigterm() -> None:
+    """`docker stop` and SageMaker (spot interruption, stopped job) send SIGTERM to PID 1, which
+    Linux does not kill by default: turn it into SystemExit, so that cleanup runs and children stop.
+    What is lost is at most the work since the last checkpoint or shard."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def main(argv: list[str] | None = None, variables: Mapping[str, str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
@@ -413,4 +422,5 @@ def main(argv: list[str] | None = None, variables: Mapping[str, str] | None = No
 
 
 if __name__ == "__main__":
+    exit_on_sigterm()
     sys.exit(main())
