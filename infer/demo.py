@@ -139,6 +139,7 @@ def _train(config: DemoConfig, run_dir: Path) -> StageTime:
         out=run_dir, net="light", epochs=config.epochs, batch_size=config.batch_size, image_size=config.size,
         resume=True, seed=config.seed, device="cuda" if config.device.startswith("cuda") else "cpu",
         save_every=50, val_fraction=0.0,
+        workers=1,  # one loader process is enough for 256-pixel frames and leaves the cores to training
     )
     data = _generate_config(config, config.out / "train", config.train_frames, config.seed, "shards")
     start = time.perf_counter()
