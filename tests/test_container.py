@@ -80,6 +80,18 @@ def test_sagemaker_strings_channels_and_precedence(tmp_path):
     assert plan.train.out == root / "checkpoints" / "train"
 
 
+def test_every_key_has_one_meaning():
+    """A key both stages know is routed on purpose (seed: both; workers: rendering; out: the container's);
+    a new shared key, or a stage key equal to a container key, needs a decision here first."""
+    from dope_stream.config import GenerateConfig
+    from trainer.config import TrainConfig
+    from trainer.container import ContainerConfig
+
+    generate_keys, train_keys = set(GenerateConfig.model_fields), set(TrainConfig.model_fields)
+    assert generate_keys & train_keys == {"seed", "workers", "out"}
+    assert not set(ContainerConfig.model_fields) & (generate_keys | train_keys)
+
+
 def test_paths_outside_sagemaker_and_the_streaming_plan(tmp_path):
     bare = tmp_path / "no_opt_ml"  # no hyperparameters.json: not a SageMaker job
     plan = plan_for(bare, ["--generator", "streaming", "--ray=head:6379", "--model-dir", str(tmp_path / "m")])
