@@ -167,6 +167,16 @@ _SRGB_TO_LINEAR_TABLE = _srgb_table()
 
 
 @dataclass
+class PathTracePasses:
+    """Film of one path-traced frame, (H, W) or (H, W, 3) float32 arrays."""
+
+    color: np.ndarray  # linear radiance; black where the environment is hidden (photo mode)
+    alpha: np.ndarray  # share of the pixel's samples that hit a surface (photo mode), else 1
+    albedo: np.ndarray  # first-hit albedo (OIDN guide)
+    normal: np.ndarray  # first-hit shading normal (OIDN guide)
+
+
+@dataclass
 class _Slot:
     """One pooled Mitsuba mesh: a copy of `mesh_key` that a frame may place or park."""
 
@@ -209,17 +219,25 @@ class PathTraceRenderer:
 
     def render(self, scene: "SceneSpec") -> RenderLayers:
         geometry = self._raster.render(scene)
+        passes = self.render_passes(scene)
+        color = passes.color
+        if scene.denoise:
+            color = np.maximum(denoise_hdr(color, passes.albedo, passes.normal, self.denoise_quality), 0.0)
+        if scene.background.mode == "photo":
+            rgb = self._display(scene, color, passes.alpha)
+        else:
+            rgb = tonemap_to_srgb8(color)
+        return RenderLayers(rgb, geometry.instance_id, geometry.depth, geometry.full_pixel_counts)
+
+    def render_passes(self, scene: "SceneSpec") -> PathTracePasses:
+        """The raw path-traced film of `scene` (no denoising, no display transform)."""
         self._prepare(scene)
-        photo_mode = scene.background.mode == "photo"
+        hide_environment = scene.background.mode == "photo"  # the photo replaces it behind objects
         film = np.asarray(
-            self.mi.render(self._scene, spp=scene.spp, seed=scene.index, integrator=self._integrators[photo_mode]),
+            self.mi.render(self._scene, spp=scene.spp, seed=scene.index, integrator=self._integrators[hide_environment]),
             dtype=np.float32,
         )
-        color, alpha, albedo, normal = film[..., :3], film[..., 3], film[..., 4:7], film[..., 7:10]
-        if scene.denoise:
-            color = np.maximum(denoise_hdr(color, albedo, normal, self.denoise_quality), 0.0)
-        rgb = self._display(scene, color, alpha) if photo_mode else tonemap_to_srgb8(color)
-        return RenderLayers(rgb, geometry.instance_id, geometry.depth, geometry.full_pixel_counts)
+        return PathTracePasses(film[..., :3], film[..., 3], film[..., 4:7], film[..., 7:10])
 
     def close(self) -> None:
         self._raster.close()
@@ -317,10 +335,12 @@ class PathTraceRenderer:
     def _update_camera(self, intrinsics: "Intrinsics") -> None:
         # Mitsuba's pixel x spans [x, x + 1) with its centre at x + 0.5; OpenCV's integer u is the
         # centre, so film x = u + 0.5 and the principal point sits cx + 0.5 from the film's left.
+        # Mitsuba counts the offset from the film centre with the opposite sign (checked against the
+        # raster silhouette in tests/test_pathtrace.py).
         width, height = intrinsics.width, intrinsics.height
         self._set_varying("sensor.x_fov", float(np.degrees(2.0 * np.arctan(0.5 * width / intrinsics.fx))))
-        self._set_varying("sensor.principal_point_offset_x", float((intrinsics.cx + 0.5) / width - 0.5))
-        self._set_varying("sensor.principal_point_offset_y", float((intrinsics.cy + 0.5) / height - 0.5))
+        self._set_varying("sensor.principal_point_offset_x", float(0.5 - (intrinsics.cx + 0.5) / width))
+        self._set_varying("sensor.principal_point_offset_y", float(0.5 - (intrinsics.cy + 0.5) / height))
 
     def _update_environment(self, scene: "SceneSpec") -> None:
         lighting = scene.lighting
