@@ -53,7 +53,8 @@ def test_sagemaker_strings_channels_and_precedence(tmp_path):
     root = sagemaker_root(
         tmp_path,
         {"nb_frames": "100", "nb_objects": "1,3", "augment": "false", "net": '"light"', "scale_range": "[0.8, 1.2]",
-         "lr": "2e-4", "batch_size": "4", "seed": "7", "workers": "3", "backgrounds": "none", "image_size": "64"},
+         "lr": "2e-4", "batch_size": "4", "seed": "7", "workers": "3", "backgrounds": "none", "image_size": "64",
+         "sagemaker_region": '"eu-west-1"'},  # SageMaker's own names are not settings
         obj_channel=True,
     )
     training = tmp_path / "existing_dataset"

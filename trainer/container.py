@@ -57,6 +57,7 @@ DEFAULT_ROOT = Path("/opt/ml")
 HYPERPARAMETERS = Path("input/config/hyperparameters.json")
 CHANNELS_DIR = Path("input/data")
 FAILURE_FILE = Path("output/failure")
+SAGEMAKER_PREFIX = "sagemaker_"
 MODEL_FILE = "model.pt"
 # SageMaker channel name -> the setting it provides
 CHANNEL_SETTINGS = {
@@ -171,7 +172,11 @@ def read_hyperparameters(env: Environment) -> Layer | None:
         raise DopeError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise DopeError(f"{path}: must hold an object of hyperparameter names to values")
-    return Layer(str(path), {key: decode_text(v) if isinstance(v, str) else v for key, v in data.items()})
+    # sagemaker_* names are SageMaker's own (its SDK adds them for some estimators), not settings.
+    values = {
+        key: decode_text(v) if isinstance(v, str) else v for key, v in data.items() if not key.startswith(SAGEMAKER_PREFIX)
+    }
+    return Layer(str(path), values)
 
 
 def read_environment(env: Environment) -> list[Layer]:
