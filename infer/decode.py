@@ -69,22 +69,29 @@ def find_peaks(belief: np.ndarray, stride: int, settings: DecodeSettings) -> lis
     is_max[:, :, [0, -1]] = False
     # `> 0` as well: a flat empty map is a local maximum everywhere, with nothing to weigh.
     channel, row, col = np.nonzero(is_max & (belief >= settings.peak_threshold) & (belief > 0))
-    xy = _refine(belief, channel, row, col, settings.window_radius)
+    xy = _refine(belief, channel, row, col, settings.window_radius, floor=settings.peak_threshold)
     uv = map_to_pixel(xy, stride)
     scores = belief[channel, row, col]
     return [Peaks(uv[channel == c], scores[channel == c]) for c in range(belief.shape[0])]
 
 
-def _refine(belief: np.ndarray, channel: np.ndarray, row: np.ndarray, col: np.ndarray, radius: int) -> np.ndarray:
-    """(N, 2) map coordinates (x, y): weighted mean of the raw map around each integer peak."""
+def _refine(
+    belief: np.ndarray, channel: np.ndarray, row: np.ndarray, col: np.ndarray, radius: int, floor: float
+) -> np.ndarray:
+    """(N, 2) map coordinates (x, y): weighted mean of the raw map minus `floor` around each peak.
+
+    Subtracting a floor keeps the weights symmetric about the true centre while removing the
+    background level (a sigmoid output never reaches 0) and the window's truncation of the tails,
+    both of which would pull the mean towards the integer peak cell.
+    """
     offsets = np.arange(-radius, radius + 1)
     rows = row[:, None, None] + offsets[None, :, None]  # (N, k, 1)
     cols = col[:, None, None] + offsets[None, None, :]  # (N, 1, k)
     inside = (rows >= 0) & (rows < belief.shape[1]) & (cols >= 0) & (cols < belief.shape[2])
     values = belief[channel[:, None, None], rows.clip(0, belief.shape[1] - 1), cols.clip(0, belief.shape[2] - 1)]
-    # Negative network outputs would pull the mean away from the peak, and cells outside the map
-    # do not exist: both get zero weight.
-    weights = np.where(inside, np.maximum(values, 0.0), 0.0)
+    # Cells below the floor (including negative network outputs) and cells outside the map get
+    # zero weight.
+    weights = np.where(inside, np.maximum(values - floor, 0.0), 0.0)
     total = weights.sum(axis=(1, 2))
     x = (weights * cols).sum(axis=(1, 2)) / total
     y = (weights * rows).sum(axis=(1, 2)) / total

@@ -24,13 +24,15 @@ def _rotation_error_deg(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(Rotation.from_matrix(a.T @ b).magnitude()))
 
 
-def test_peaks_are_found_at_the_drawn_subpixel_positions():
+@pytest.mark.parametrize("background", [0.0, 0.02])
+def test_peaks_are_found_at_the_drawn_subpixel_positions(background):
+    """Also on a background level, as a sigmoid output has (it must not pull peaks to cell centres)."""
     uv = np.array([[100.3, 50.7], [333.9, 222.2], [600.1, 400.6]] + [[np.nan, np.nan]] * 6)
     belief, _ = draw_maps([uv], 640, 480)
-    peaks = find_peaks(belief, 8, DecodeSettings())
+    peaks = find_peaks(np.maximum(belief, background), 8, DecodeSettings())
     for k in range(3):
         assert len(peaks[k].uv) == 1
-        np.testing.assert_allclose(peaks[k].uv[0], uv[k], atol=0.05)
+        np.testing.assert_allclose(peaks[k].uv[0], uv[k], atol=0.1)
         assert peaks[k].scores[0] > 0.5
     assert all(len(p.uv) == 0 for p in peaks[3:])
 
