@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -142,6 +142,55 @@ def _appearance(mesh, path: Path) -> tuple[np.ndarray | None, np.ndarray | None,
     return None, None, None
 
 
+# Weights of the vertex attributes in the simplification error (which is relative to the mesh size):
+# a normal that turns by 0.2 rad, or a uv that slides by 1/100 of the texture, costs what a
+# surface shift of 1 % of the mesh size costs. Normals matter most: scanned meshes carry fine shading
+# in them, and without this weight glossy highlights move where triangles merge.
+NORMAL_WEIGHT, UV_WEIGHT, COLOR_WEIGHT = 0.05, 1.0, 1.0
+
+
+def simplify_mesh(mesh: MeshAsset, relative_error: float) -> MeshAsset:
+    """The mesh with fewer triangles, within `relative_error` x its size of the original surface.
+
+    Only the index buffer changes: the new faces index the original vertices, so uv, normals and
+    colours stay valid and the cuboid (computed from all vertices) is exactly the full mesh's.
+    Borders are locked, which keeps UV seams (split vertices) from opening. Rasterizing triangles
+    is most of a frame's cost on llvmpipe, and scanned meshes hold far more than a 512 px image shows.
+    """
+    if relative_error <= 0:
+        return mesh
+    import ctypes
+
+    import meshoptimizer
+
+    attributes = [(mesh.normals, NORMAL_WEIGHT)]
+    if mesh.uv is not None:
+        attributes.append((mesh.uv, UV_WEIGHT))
+    if mesh.vertex_colors is not None:
+        attributes.append((mesh.vertex_colors / 255.0, COLOR_WEIGHT))
+    values = np.ascontiguousarray(np.hstack([a for a, _ in attributes]), dtype=np.float32)
+    weights = np.concatenate([np.full(a.shape[1], w) for a, w in attributes]).astype(np.float32)
+    indices = np.ascontiguousarray(mesh.faces, dtype=np.uint32).ravel()
+    simplified = np.empty_like(indices)
+    # meshoptimizer 0.2.30a0 declares no C signature for this function: every scalar goes in as the
+    # ctypes value of its C type (size_t counts and strides, float error, unsigned options).
+    count = meshoptimizer.simplify_with_attributes(
+        simplified, indices, np.ascontiguousarray(mesh.vertices, dtype=np.float32), values, weights,
+        index_count=ctypes.c_size_t(len(indices)),
+        vertex_count=ctypes.c_size_t(len(mesh.vertices)),
+        vertex_positions_stride=ctypes.c_size_t(3 * 4),
+        vertex_attributes_stride=ctypes.c_size_t(values.shape[1] * 4),
+        attribute_count=ctypes.c_size_t(len(weights)),
+        target_index_count=ctypes.c_size_t(3),
+        target_error=ctypes.c_float(relative_error),
+        options=ctypes.c_uint(meshoptimizer.SIMPLIFY_LOCK_BORDER),
+    )
+    if count == 0:  # nothing left within the error bound (never for a closed surface): keep it all
+        return mesh
+    log.debug("mesh %s: %d -> %d triangles", mesh.key, len(mesh.faces), count // 3)
+    return replace(mesh, faces=simplified[:count].reshape(-1, 3))
+
+
 def list_files(folder: Path, suffixes: tuple[str, ...], what: str, option: str) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
@@ -201,6 +250,7 @@ PROCEDURAL_SHAPES: dict[str, tuple[str, tuple[float, ...]]] = {
     "cone": ("cone", (0.04, 0.09)),
 }
 PROCEDURAL_PREFIX = "procedural/"
+DISTRACTOR_MESH_ERROR = 0.01  # least relative simplification error of distractor meshes (see simplify_mesh)
 
 
 def procedural_mesh(name: str) -> MeshAsset:
@@ -261,18 +311,20 @@ def target_cuboids(config: "GenerateConfig") -> dict[str, Cuboid]:
 def build_asset_library(config: "GenerateConfig") -> AssetLibrary:
     """Load every asset a generate run needs, once per worker (about a second for the defaults)."""
     library = AssetLibrary()
+    # Distractors only need a plausible silhouette: they take a coarser bound than targets.
+    distractor_error = max(config.mesh_error, DISTRACTOR_MESH_ERROR) if config.mesh_error > 0 else 0.0
     for name, mesh in load_targets(config).items():
-        library.meshes[mesh.key] = mesh
+        library.meshes[mesh.key] = simplify_mesh(mesh, config.mesh_error)
         library.targets[name] = mesh.key
     for name in PROCEDURAL_SHAPES:
         mesh = procedural_mesh(name)
-        library.meshes[mesh.key] = mesh
+        library.meshes[mesh.key] = simplify_mesh(mesh, distractor_error)
     if config.distractors is not None:
         folder = Path(config.distractors)
         scales = distractor_scales(folder)
         for path in list_files(folder, MESH_SUFFIXES, "distractor meshes", "distractors"):
             key = f"distractor/{path.relative_to(folder).as_posix()}"
-            library.meshes[key] = load_mesh(path, key, scales.get(str(path), 1.0))
+            library.meshes[key] = simplify_mesh(load_mesh(path, key, scales.get(str(path), 1.0)), distractor_error)
             library.distractors.append(key)
     for path in list_files(Path(config.hdri), HDR_SUFFIXES, "HDR maps", "hdri"):
         library.hdris[path.relative_to(config.hdri).as_posix()] = load_hdri(path)

@@ -151,6 +151,12 @@ class GenerateConfig(ConfigModel):
     fov: float = Field(60.0, gt=1, lt=170, description="horizontal field of view in degrees")
     intrinsics: FloatQuad | None = Field(None, description="fx,fy,cx,cy in pixels (overrides fov)")
     spp: int = Field(4, ge=1, le=4096, description="samples per pixel (raster: MSAA samples; pathtrace: path samples)")
+    mesh_error: float = Field(
+        0.003, ge=0, lt=1,
+        description="geometric error allowed when simplifying meshes for rendering, relative to each mesh's size "
+        "(0.003: under a millimetre on a 25 cm box, sub-pixel at the sampled distances; distractors use at least "
+        "0.01); 0 keeps meshes as they are. Cuboids always come from the full mesh",
+    )
     depth_range: FloatPair = Field((0.35, 1.2), description="near,far distance of target centres from the camera (m)")
     hdri: Path = Field(PACKAGE_ASSETS / "hdri", description="folder of equirectangular .hdr/.exr maps")
     backgrounds: Path | None = Field(PACKAGE_ASSETS / "backgrounds", description="folder of background photos; none: HDR backgrounds only")

@@ -10,7 +10,8 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
-from dope_stream.assets import AssetLibrary, MeshAsset, load_hdri, load_mesh, load_photo
+from dope_stream.assets import AssetLibrary, MeshAsset, build_asset_library, load_hdri, load_mesh, load_photo, simplify_mesh
+from dope_stream.config import GenerateConfig
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Intrinsics, Pose, project_points
 from dope_stream.render import create_renderer
@@ -52,6 +53,7 @@ def split_environment(height: int = 32, width: int = 64) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def library() -> AssetLibrary:
+    cracker = load_mesh(ASSETS / "objects" / "003_cracker_box" / "model.obj", "cracker")
     box = trimesh.creation.box(extents=BOX_EXTENT)
     box.unmerge_vertices()  # flat faces
     cube = trimesh.creation.box(extents=(0.1, 0.1, 0.1))
@@ -66,7 +68,8 @@ def library() -> AssetLibrary:
             "cube": mesh_asset(cube, "cube"),
             "wall": mesh_asset(trimesh.creation.box(extents=(0.4, 0.4, 0.01)), "wall"),
             "sphere": mesh_asset(trimesh.creation.icosphere(subdivisions=4, radius=0.05), "sphere"),
-            "cracker": load_mesh(ASSETS / "objects" / "003_cracker_box" / "model.obj", "cracker"),
+            "cracker": cracker,
+            "cracker_simplified": simplify_mesh(cracker, 0.003),
         },
         targets={"box": "box", "cracker": "cracker"},
         hdris={
@@ -263,6 +266,39 @@ def test_photo_texture_replaces_mesh_texture(renderer):
     np.testing.assert_array_equal(plain.instance_id, bricked.instance_id)
     mask = plain.instance_id == 1
     assert np.abs(plain.rgb[mask].astype(int) - bricked.rgb[mask].astype(int)).mean() > 20
+
+
+def test_simplified_mesh_keeps_vertices_cuboid_silhouette_and_texture(renderer, library):
+    full, simplified = library.meshes["cracker"], library.meshes["cracker_simplified"]
+    assert len(simplified.faces) < len(full.faces) / 10
+    assert simplified.vertices is full.vertices and simplified.uv is full.uv  # indices change, nothing else
+    np.testing.assert_array_equal(simplified.cuboid.keypoints(), full.cuboid.keypoints())
+    assert simplify_mesh(full, 0.0) is full
+    # Closest sampled distance, a large image: the worst case for a coarser silhouette or a torn texture.
+    close = Intrinsics(fx=450.0, fy=450.0, cx=159.5, cy=159.5, width=320, height=320)
+    pose = Pose(Rotation.from_euler("xyz", [20, -35, 15], degrees=True).as_matrix(), np.array([0.0, 0.0, 0.4]))
+    pose = Pose(pose.rotation, pose.translation - pose.rotation @ full.cuboid.center)  # box centre on the axis
+    lighting = Lighting("forest", 30.0, 1.0, LEVEL_CAMERA)
+    layers = {key: renderer.render(scene([instance(key, pose, 1)], intrinsics=close, lighting=lighting))
+              for key in ("cracker", "cracker_simplified")}
+    masks = {key: layer.instance_id == 1 for key, layer in layers.items()}
+    both = masks["cracker"] & masks["cracker_simplified"]
+    assert both.sum() > 10000
+    assert both.sum() / (masks["cracker"] | masks["cracker_simplified"]).sum() > 0.98
+    difference = np.abs(layers["cracker"].rgb.astype(int) - layers["cracker_simplified"].rgb.astype(int)).max(axis=2)
+    # Printed artwork and highlights stay in place: only interpolated shading shifts a little.
+    assert np.median(difference[both]) <= 5 and np.mean(difference[both] > 40) < 0.02
+
+
+def test_asset_library_simplifies_meshes_by_mesh_error():
+    def library_for(mesh_error: float) -> AssetLibrary:
+        return build_asset_library(GenerateConfig(mesh_error=mesh_error, distractors=None, backgrounds=None))
+
+    full, simplified = library_for(0.0), library_for(0.003)
+    assert full.meshes.keys() == simplified.meshes.keys()
+    target = full.targets["003_cracker_box"]
+    assert len(simplified.meshes[target].faces) < len(full.meshes[target].faces) / 10
+    np.testing.assert_array_equal(simplified.cuboid("003_cracker_box").keypoints(), full.cuboid("003_cracker_box").keypoints())
 
 
 @pytest.mark.parametrize(
