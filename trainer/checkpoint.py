@@ -35,7 +35,7 @@ class ModelMeta:
     class_name: str
     cuboid: Cuboid | None  # AABB centre + extent in the model frame (metres); None if the data had no manifest
     stages: int
-    input_size: int  # square training crop in pixels; any multiple of 32 works at inference
+    input_size: int  # square training crop in pixels; any multiple of 8 works at inference
     mean: tuple[float, float, float] = NORMALIZATIONS["imagenet"][0]
     std: tuple[float, float, float] = NORMALIZATIONS["imagenet"][1]
     stride: int = STRIDE

@@ -31,7 +31,7 @@ class TrainConfig(ConfigModel):
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     warmup_steps: int = Field(100, ge=0, description="linear learning-rate warm-up steps")
     grad_clip: float = Field(5.0, ge=0, description="clip the gradient norm to this (0: off)")
-    image_size: int = Field(400, ge=32, description="square training crop in pixels (a multiple of 32)")
+    image_size: int = Field(400, ge=32, description="square training crop in pixels (a multiple of 8)")
     sigma: float = Field(1.0, gt=0, description="belief Gaussian sigma in output cells (stride 8)")
     affinity_radius: float = Field(1.5, gt=0, description="affinity field radius around each corner in output cells")
     augment: bool = Field(True, description="random scale/rotation/crop, colour jitter, noise and blur")
@@ -53,8 +53,8 @@ class TrainConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _check_sources(self) -> "TrainConfig":
-        if self.image_size % 32:
-            raise ValueError(f"image_size must be a multiple of 32, got {self.image_size}")
+        if self.image_size % 8:
+            raise ValueError(f"image_size must be a multiple of 8 (the output stride), got {self.image_size}")
         if self.scale_range[0] <= 0 or self.scale_range[0] > self.scale_range[1]:
             raise ValueError(f"scale_range must be 0 < min <= max, got {self.scale_range}")
         return self

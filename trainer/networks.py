@@ -1,7 +1,7 @@
 """Keypoint networks behind one registry (`build_network(name, ...)`).
 
 Output contract (every network): `model(x)` with x (B, 3, H, W) float, normalised by the model's
-mean/std, H and W multiples of 32, returns a list of stages; each stage is a tuple
+mean/std, H and W multiples of 8, returns a list of stages; each stage is a tuple
 `(belief (B, 9, H/8, W/8), affinity (B, 16, H/8, W/8))`. The last stage is the prediction.
 Belief channels follow the DOPE keypoint order (8 corners, centroid) and peak near 1 at a keypoint;
 affinity channels (2k, 2k+1) hold the (x, y) unit vector from corner k to the centroid.

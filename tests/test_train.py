@@ -1,0 +1,121 @@
+"""Training: the light network learns, resume is exact, checkpoints describe themselves, bad input is one error."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from toy_dataset import write_folder
+
+from dope_stream.cli import main
+from dope_stream.config import GenerateConfig
+from dope_stream.generate import generate
+from dope_stream.reader import open_dataset
+from trainer.checkpoint import list_checkpoints, load_model, read_checkpoint
+from trainer.config import TrainConfig
+from trainer.loop import decode_keypoints, train
+
+CLASS = "003_cracker_box"
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    """8 frames of the built-in cracker box, rendered by `dope generate` (shards + manifest)."""
+    out = tmp_path_factory.mktemp("rendered")
+    config = GenerateConfig(
+        nb_frames=8, width=128, height=128, out=out, nb_objects=(1, 1), nb_distractors=(0, 1), depth_range=(0.4, 0.6),
+        frames_per_shard=4,
+    )
+    return generate(config)
+
+
+def test_light_overfits_rendered_frames(rendered, tmp_path):
+    config = TrainConfig(
+        data=[rendered], val_data=[rendered], net="light", epochs=45, batch_size=8, lr=3e-3, image_size=128,
+        out=tmp_path, workers=0, augment=False, warmup_steps=5, amp=False, val_every=15, save_every=1000,
+    )
+    summary = train(config)
+    assert summary.steps == 45
+    first, last = summary.losses[0], np.mean(summary.losses[-5:])
+    assert last < first / 10, (first, last)
+    errors = [v["keypoint_error_px"] for v in summary.validation]
+    assert len(errors) == 3 and errors[-1] < 3.0 and errors[-1] < errors[0] / 2, errors
+
+    # The checkpoint alone gives the network and what inference needs.
+    model, meta = load_model(tmp_path)
+    manifest = json.loads((rendered / "manifest.json").read_text())
+    assert (meta.network, meta.class_name, meta.stride, meta.input_size, meta.stages) == ("light", CLASS, 8, 128, 3)
+    assert np.allclose(meta.cuboid.extent, manifest["classes"][CLASS]["extent"])
+    assert np.allclose(meta.cuboid.center, manifest["classes"][CLASS]["center"])
+    frame = open_dataset([rendered]).frame(0)
+    x = (torch.from_numpy(frame.image).permute(2, 0, 1)[None].float() / 255 - torch.tensor(meta.mean).view(1, 3, 1, 1)) / torch.tensor(meta.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        belief = model(x)[-1][0]
+    assert float(belief.max()) <= 1.0  # probabilities, not logits
+    decoded = decode_keypoints(belief)[0].numpy()
+    truth = frame.objects[0].projected_cuboid
+    inside = ((truth >= 0) & (truth < 128)).all(axis=1)
+    assert np.median(np.linalg.norm(decoded - truth, axis=1)[inside]) < 3.0
+
+
+def _resume_config(data: Path, out: Path, max_steps: int) -> TrainConfig:
+    return TrainConfig(
+        data=[data], val_fraction=0.25, net="light", stages=2, epochs=3, batch_size=3, image_size=64, out=out,
+        workers=0, max_steps=max_steps, save_every=2, keep_last=2, warmup_steps=2, seed=5,
+    )
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path):
+    data = write_folder(tmp_path / "data", 8, size=80)
+    straight = train(_resume_config(data, tmp_path / "straight", 5))
+    first = train(_resume_config(data, tmp_path / "resumed", 3))
+    assert first.steps == 3 and len(list_checkpoints(tmp_path / "resumed")) == 2  # keep_last
+    second = train(_resume_config(data, tmp_path / "resumed", 5).model_copy(update={"resume": True}))
+    assert second.steps == 5 and len(second.losses) == 2
+    assert np.allclose(first.losses + second.losses, straight.losses, rtol=1e-5)
+    assert straight.keys_seen == first.keys_seen + second.keys_seen  # same data order across the stop
+    a = read_checkpoint(list_checkpoints(tmp_path / "straight")[-1])
+    b = read_checkpoint(list_checkpoints(tmp_path / "resumed")[-1])
+    assert (a["step"], a["epoch"], a["samples_done"]) == (b["step"], b["epoch"], b["samples_done"]) == (5, 2, 3)  # mid-epoch 2
+    for name, tensor in a["model"].items():
+        assert torch.allclose(tensor.float(), b["model"][name].float(), atol=1e-6), name
+    assert a["optimizer"]["state"][0]["step"] == b["optimizer"]["state"][0]["step"]
+
+
+def _run_cli(capsys, *options: str) -> str:
+    assert main(["train", *options]) == 2
+    return capsys.readouterr().err
+
+
+def test_unknown_class(capsys, tmp_path):
+    data = write_folder(tmp_path / "data", 2)
+    message = _run_cli(capsys, "--data", str(data), "--object", "mug", "--out", str(tmp_path / "run"))
+    assert "class 'mug' is not in the dataset (classes present: toy_box)" in message
+    assert "Traceback" not in message
+
+
+def test_no_images(capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert "no images with .json annotations found" in _run_cli(capsys, "--data", str(tmp_path / "empty"))
+
+
+def test_malformed_json(capsys, tmp_path):
+    data = write_folder(tmp_path / "data", 2)
+    (data / "000001.json").write_text('{"objects": [{"class": "toy_box", "projected_cuboid": "nope"}]}')
+    message = _run_cli(
+        capsys, "--data", str(data), "--val_fraction", "0", "--image-size", "64", "--workers", "0",
+        "--epochs", "1", "--batch-size", "2", "--net", "light", "--out", str(tmp_path / "run"),
+    )
+    assert "000001.json: objects[0].projected_cuboid: expected" in message
+
+
+def test_image_smaller_than_the_crop(capsys, tmp_path):
+    data = write_folder(tmp_path / "data", 2, size=64)
+    message = _run_cli(capsys, "--data", str(data), "--image-size", "96", "--workers", "0", "--out", str(tmp_path / "run"))
+    assert "image 64x64 is smaller than the crop (image_size 96)" in message
+
+
+def test_bad_options(capsys, tmp_path):
+    assert "image_size must be a multiple of 8" in _run_cli(capsys, "--data", str(tmp_path), "--image-size", "100")
+    assert "option 'data'" in _run_cli(capsys, "--out", str(tmp_path))
