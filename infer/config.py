@@ -72,14 +72,14 @@ class ExportConfig(NetworkOptions):
     """`dope export`: ONNX model with input `input` (1,3,H,W) and output `output` (1,25,H/8,W/8)."""
 
     onnx: Path = Field(description="output .onnx file")
-    height: int = Field(480, ge=16, le=4096, description="input height (a multiple of 32)")
-    width: int = Field(640, ge=16, le=4096, description="input width (a multiple of 32)")
+    height: int = Field(480, ge=16, le=4096, description="input height (a multiple of 8)")
+    width: int = Field(640, ge=16, le=4096, description="input width (a multiple of 8)")
     dynamic: bool = Field(False, description="dynamic batch, height and width instead of a fixed size")
     opset: int = Field(17, ge=11, le=21, description="ONNX opset version")
 
     @field_validator("height", "width")
     @classmethod
     def _multiple_of_stride(cls, value: int) -> int:
-        if value % 32:  # the light network's coarsest features have stride 32 before upsampling
-            raise ValueError(f"must be a multiple of 32, e.g. {value - value % 32 or 32}")
+        if value % 8:
+            raise ValueError(f"must be a multiple of 8 (the network's output stride), e.g. {value - value % 8 or 8}")
         return value

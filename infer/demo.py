@@ -41,7 +41,7 @@ class DemoConfig(ConfigModel):
     train_frames: int = Field(800, ge=16, description="frames rendered for training (per epoch when streaming)")
     epochs: int = Field(3, ge=1, description="training epochs")
     test_frames: int = Field(40, ge=1, description="frames of the test set (rendered with seed + 1000)")
-    size: int = Field(256, ge=64, le=1024, description="rendered frame width = height = training crop (a multiple of 32)")
+    size: int = Field(256, ge=64, le=1024, description="rendered frame width = height = training crop (a multiple of 8)")
     nb_distractors: IntRange = Field((2, 6), description="distractors per frame: N or a range a,b")
     batch_size: int = Field(16, ge=1, description="training batch size")
     workers: int = Field(2, ge=1, description="rendering processes")
@@ -51,9 +51,9 @@ class DemoConfig(ConfigModel):
 
     @field_validator("size")
     @classmethod
-    def _multiple_of_32(cls, size: int) -> int:
-        if size % 32:
-            raise ValueError(f"must be a multiple of 32 (the network's coarsest stride), e.g. {size - size % 32}")
+    def _multiple_of_8(cls, size: int) -> int:
+        if size % 8:
+            raise ValueError(f"must be a multiple of 8 (the network's output stride), e.g. {size - size % 8}")
         return size
 
 

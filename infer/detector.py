@@ -1,7 +1,7 @@
 """Whole image -> detections: resize, normalise, run the network (torch or onnxruntime), decode, PnP.
 
-Any image size works: the image is resized to the network's input size (a multiple of 32, the
-coarsest stride of the networks; or the ONNX model's fixed size), the intrinsics are scaled to match
+Any image size works: the image is resized to the network's input size (a multiple of 8, the
+networks' output stride; or the ONNX model's fixed size), the intrinsics are scaled to match
 with `Intrinsics.scaled`, and the decoded keypoints are mapped back to the original pixels before
 PnP, so poses, keypoints and reprojections all refer to the image the user gave.
 """
@@ -22,7 +22,7 @@ from .pnp import PnPSettings, solve_pose
 
 log = logging.getLogger(__name__)
 
-SIZE_MULTIPLE = 32  # input sizes the registered networks accept (stride-16 features upsampled to 8)
+SIZE_MULTIPLE = 8  # input sizes the registered networks accept: multiples of their output stride
 
 
 @dataclass(frozen=True)
