@@ -114,20 +114,25 @@ class EpochSampler(DistributedSampler):
 
 
 class IterableSource(IterableDataset):
-    """Raw samples from `open_samples()` (called once per worker), split across ranks and workers."""
+    """Raw samples from `open_samples()` (called once per worker), split across ranks and workers
+    (`split=False`: the source already splits, like the live stream)."""
 
-    def __init__(self, open_samples: Callable[[], Iterable[dict]], encoder: FrameEncoder, rank: int, world_size: int):
+    def __init__(self, open_samples: Callable[[], Iterable[dict]], encoder: FrameEncoder, rank: int, world_size: int,
+                 split: bool = True):
         self.open_samples = open_samples
         self.encoder = encoder
         self.rank = rank
         self.world_size = world_size
+        self.split = split
         self.epoch = 0
+        self.frames_per_epoch: int | None = None  # all ranks together; None: unknown
 
     def __iter__(self) -> Iterator[dict]:
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
-        consumers = self.world_size * workers
-        me = self.rank * workers + worker_id
+        consumers = self.world_size * workers if self.split else 1
+        me = self.rank * workers + worker_id if self.split else 0
+        salt = self.rank * workers + worker_id  # distinct augmentation per consumer
         for position, sample in enumerate(self.open_samples()):
             if position % consumers == me:
-                yield self.encoder(sample, sample_seed(self.encoder.settings.seed, self.epoch, position))
+                yield self.encoder(sample, sample_seed(self.encoder.settings.seed, self.epoch, salt, position))

@@ -243,7 +243,7 @@ def learning_rate_factor(step: int, warmup: int, total: int) -> float:
 def steps_per_epoch(plan: DataPlan, config: TrainConfig, world_size: int) -> int:
     if plan.sampler is not None:
         return math.ceil(plan.sampler.num_samples / config.batch_size)
-    frames = getattr(plan.train, "frames_per_epoch", None) or config.stream_frames_per_epoch
+    frames = config.stream_frames_per_epoch or plan.train.frames_per_epoch
     if frames is None:
         raise DopeError("option 'stream_frames_per_epoch': needed for remote shards (their length is unknown)")
     return math.ceil(frames / (config.batch_size * world_size))
@@ -363,9 +363,12 @@ def _loader(plan: DataPlan, config: TrainConfig, epoch: int, samples_done: int) 
         plan.sampler.set_position(epoch, samples_done)
     else:
         plan.train.epoch = epoch
+    # Spawned workers: the live stream's Ray connection cannot survive a fork.
+    context = "spawn" if config.stream is not None and config.workers > 0 else None
     return DataLoader(
         plan.train, batch_size=config.batch_size, sampler=plan.sampler, num_workers=config.workers,
         drop_last=plan.sampler is None, persistent_workers=False, pin_memory=torch.cuda.is_available(),
+        multiprocessing_context=context,
     )
 
 

@@ -1,0 +1,45 @@
+"""`dope train --stream CONFIG`: train on frames rendered by Ray actors during the run.
+
+CONFIG is a `dope generate` YAML (GenerateConfig). `dope_stream.stream.dataset.RayFrameDataset`
+renders the frames, writes them into the config's `out` as shards (a later epoch or a restarted run
+reads finished shards back instead of rendering them) and splits the work across DDP ranks and
+DataLoader workers itself. One pass over its `nb_frames` frames is one epoch (or
+`stream_frames_per_epoch`). The validation set comes from `--val_data` (on disk), if given.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dope_stream.config import GenerateConfig
+from dope_stream.errors import DopeError
+from dope_stream.reader import open_dataset
+from trainer.config import TrainConfig
+from trainer.data import FrameEncoder, IterableSource, MapDataset
+
+log = logging.getLogger(__name__)
+
+
+def stream_plan(config: TrainConfig, dist):
+    """DataPlan whose training source is the live stream of `config.stream`."""
+    from dope_stream.stream.dataset import RayFrameDataset
+    from trainer.loop import DataPlan, encoder_settings
+
+    generate_config = GenerateConfig.load(config.stream)
+    if generate_config.ray is None:
+        generate_config = generate_config.model_copy(update={"ray": "local"})
+    frames = RayFrameDataset(generate_config, write_shards=True)
+    classes = sorted(frames.cuboids)
+    class_name = config.object or (classes[0] if len(classes) == 1 else None)
+    if class_name not in frames.cuboids:
+        raise DopeError(f"option 'object': class {class_name!r} is not rendered by {config.stream} (classes: {', '.join(classes)})")
+    encoder = FrameEncoder(encoder_settings(config, class_name, "m", train=True))
+    # RayFrameDataset already gives each rank and worker its own frames.
+    source = IterableSource(lambda: frames, encoder, rank=0, world_size=1, split=False)
+    source.frames_per_epoch = config.stream_frames_per_epoch or generate_config.nb_frames
+    validation = None
+    if config.val_data:
+        samples = open_dataset(config.val_data, config.unit)
+        validation = MapDataset(samples, FrameEncoder(encoder_settings(config, class_name, samples.unit, train=False)))
+    log.info("streaming %s: %d frames per epoch into %s", class_name, source.frames_per_epoch, generate_config.out)
+    return DataPlan(source, None, validation, class_name, frames.cuboids[class_name])
