@@ -30,6 +30,15 @@ def test_one_wild_keypoint_is_dropped():
     np.testing.assert_allclose(solution.pose.translation, TRUTH.translation, atol=1e-5)
 
 
+def test_two_wild_keypoints_are_both_left_out():
+    uv = projected_cuboid(CUBOID, TRUTH, INTRINSICS)
+    uv[5] += [-70.0, 20.0]
+    uv[7] += [35.0, 60.0]
+    solution = solve_pose(uv, CUBOID, INTRINSICS)
+    np.testing.assert_array_equal(np.flatnonzero(~solution.inliers), [5, 7])
+    np.testing.assert_allclose(solution.pose.translation, TRUTH.translation, atol=1e-5)
+
+
 def test_too_few_keypoints_give_no_pose():
     uv = projected_cuboid(CUBOID, TRUTH, INTRINSICS)
     uv[[0, 1, 2, 3]] = np.nan
