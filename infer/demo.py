@@ -139,20 +139,21 @@ def _train(config: DemoConfig, run_dir: Path) -> StageTime:
         out=run_dir, net="light", epochs=config.epochs, batch_size=config.batch_size, image_size=config.size,
         resume=True, seed=config.seed, device="cuda" if config.device.startswith("cuda") else "cpu",
         save_every=50, val_fraction=0.0,
-        workers=1,  # one loader process is enough for 256-pixel frames and leaves the cores to training
     )
     data = _generate_config(config, config.out / "train", config.train_frames, config.seed, "shards")
     start = time.perf_counter()
     if config.stream and streaming_available():
         stream_yaml = config.out / "stream.yaml"
         stream_yaml.write_text(data.to_yaml())
-        summary = train(TrainConfig(stream=stream_yaml, stream_frames_per_epoch=config.train_frames, **common))
+        # The Ray actors render and encode the frames already: no loader processes on top.
+        summary = train(TrainConfig(stream=stream_yaml, stream_frames_per_epoch=config.train_frames, workers=0, **common))
         how = "live stream (rendered during training)"
     else:
         if config.stream:
             log.warning("live streaming is not installed: rendering the training set first")
         _generate(data)
-        summary = train(TrainConfig(data=[data.out], **common))
+        # One loader process is enough for these small frames and leaves the cores to training.
+        summary = train(TrainConfig(data=[data.out], workers=1, **common))
         how = "rendered dataset"
     seconds = time.perf_counter() - start
     images = len(summary.keys_seen)
