@@ -21,12 +21,19 @@ Conventions (the `pathtrace` backend reproduces them with the numpy functions of
   BRDF with F0 = mix(0.08 * specular, albedo, metallic). No shadows or inter-reflections.
 - Photo background: the photo scaled to cover the frame (aspect kept, centre crop), shown as is.
 
-Layers: colour is multisampled (`scene.spp` samples, clamped to what the driver offers); instance
-ids and depth come from single-sampled attachments (exact at pixel centres; with spp 1 one pass
-writes all three). The full pixel count of a target whose screen box meets no other instance's is
-its visible count; otherwise an occlusion query counts a lone draw of it at a constant depth (so
-each covered pixel passes the depth test once). Cost is dominated by triangles on llvmpipe: back
-faces of closed meshes are culled and instances outside the view are skipped.
+Layers: one single-sampled pass shades colour and writes exact instance ids and depth (pixel
+centres); the background follows, writing colour only (background ids and depths stay the cleared 0).
+With `scene.spp` > 1 (clamped to what the driver offers), a multisampled pass writes instance ids per
+sample and a resolve (`ANTIALIAS_FRAGMENT`) gives each sample the colour shaded at the pixel centre
+of the surface it sees (this pixel's or a neighbour's): MSAA's edges at the price of one shading
+pass. The full pixel count of a target whose screen box meets no other instance's is its visible
+count; otherwise an occlusion query counts a lone draw of it at a constant depth (so each covered
+pixel passes the depth test once).
+
+Cost on llvmpipe (a CPU): triangles (meshes are simplified at load, `assets.simplify_mesh`; back
+faces of closed meshes are culled; instances outside the view are skipped) and shaded fragments
+(drawn nearest first, so the early depth test skips most hidden ones; llvmpipe has none with
+multisampling, hence no shading there). `benchmarks/bench_raster.py` measures it.
 """
 
 from __future__ import annotations
@@ -42,12 +49,14 @@ from ..geometry import project_points
 from ..scene import Lighting
 from . import RenderLayers
 from .raster_shaders import (
-    BACKGROUND_FRAGMENT,
     BACKGROUND_VERTEX,
+    ENVIRONMENT_BACKGROUND_FRAGMENT,
     GEOMETRY_FRAGMENT,
     GEOMETRY_VERTEX,
     OBJECT_FRAGMENT,
     OBJECT_VERTEX,
+    PHOTO_BACKGROUND_FRAGMENT,
+    antialias_fragment,
 )
 
 if TYPE_CHECKING:
@@ -188,7 +197,7 @@ def _is_closed(mesh: "MeshAsset") -> bool:
 @dataclass
 class _GpuMesh:
     shaded: "moderngl.VertexArray"  # all attributes, for the colour pass
-    geometry: "moderngl.VertexArray"  # positions only, for ids/depth and pixel counts
+    geometry: "moderngl.VertexArray"  # positions only: sample ids and pixel counts
     texture: "moderngl.Texture"
     closed: bool  # watertight, consistently wound outwards: back faces may be culled
     corners: np.ndarray  # (8, 3) AABB corners in the model frame, for screen boxes
@@ -206,10 +215,13 @@ class _Framebuffers:
     """Render targets for one (width, height, samples); made once and reused for every frame."""
 
     exact: "moderngl.Framebuffer"  # [colour, id, depth] single-sampled
-    geometry: "moderngl.Framebuffer"  # [id, depth]: the id pass when colour is multisampled
+    exact_background: "moderngl.Framebuffer"  # [colour] with exact's depth: the background's pass
+    colors: "moderngl.Texture"  # exact's colour attachment
+    ids: "moderngl.Texture"  # exact's id attachment
     counting: "moderngl.Framebuffer"  # depth only: lone-target pixel counts
-    multisampled: "moderngl.Framebuffer | None"  # colour pass when samples > 1
-    resolved: "moderngl.Framebuffer"  # [colour]: MSAA resolve target
+    multisampled: "moderngl.Framebuffer | None"  # [id per sample] when samples > 1
+    sample_ids: "moderngl.Texture | None"  # multisampled's attachment
+    antialiased: "moderngl.Framebuffer | None"  # [colour]: the anti-aliased image when samples > 1
 
 
 class RasterRenderer:
@@ -228,12 +240,16 @@ class RasterRenderer:
         self.assets = assets
         self.shade_program = self.ctx.program(vertex_shader=OBJECT_VERTEX, fragment_shader=OBJECT_FRAGMENT)
         self.geometry_program = self.ctx.program(vertex_shader=GEOMETRY_VERTEX, fragment_shader=GEOMETRY_FRAGMENT)
-        self.background_program = self.ctx.program(vertex_shader=BACKGROUND_VERTEX, fragment_shader=BACKGROUND_FRAGMENT)
-        self.background = self.ctx.vertex_array(self.background_program, [])
-        for program in (self.shade_program, self.background_program):
+        self.background_programs = {
+            "hdri": self.ctx.program(vertex_shader=BACKGROUND_VERTEX, fragment_shader=ENVIRONMENT_BACKGROUND_FRAGMENT),
+            "photo": self.ctx.program(vertex_shader=BACKGROUND_VERTEX, fragment_shader=PHOTO_BACKGROUND_FRAGMENT),
+        }
+        self.backgrounds = {mode: self.ctx.vertex_array(program, []) for mode, program in self.background_programs.items()}
+        self.antialias_passes: dict[int, moderngl.VertexArray] = {}  # by sample count, made on first use
+        for program in (self.shade_program, self.background_programs["hdri"]):
             program["environment"].value = 1
         self.shade_program["albedo_map"].value = 0
-        self.background_program["photo"].value = 2
+        self.background_programs["photo"]["photo"].value = 2
         self.white = self._color_texture(np.full((1, 1, 3), 255, np.uint8))
         self.meshes = {key: self._upload_mesh(mesh) for key, mesh in assets.meshes.items()}
         self.environments = {key: self._upload_environment(hdri) for key, hdri in assets.hdris.items()}
@@ -252,7 +268,9 @@ class RasterRenderer:
         height, width = image.shape[:2]
         texture = self.ctx.texture((width, height), 3, np.ascontiguousarray(image).tobytes(), internal_format=GL_SRGB8)
         texture.build_mipmaps()
-        texture.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
+        # Bilinear within the nearest mip level: blending two levels costs llvmpipe ~5 % of a frame
+        # for a difference no one sees in a minified texture.
+        texture.filter = (self.ctx.LINEAR_MIPMAP_NEAREST, self.ctx.LINEAR)
         return texture
 
     def _upload_mesh(self, mesh: "MeshAsset") -> _GpuMesh:
@@ -274,7 +292,9 @@ class RasterRenderer:
         height, width = hdri.shape[:2]
         texture = self.ctx.texture((width, height), 3, np.ascontiguousarray(hdri, dtype=np.float32).tobytes(), dtype="f4")
         texture.build_mipmaps()
-        texture.filter = (self.ctx.LINEAR_MIPMAP_LINEAR, self.ctx.LINEAR)
+        # Glossy lookups use one mip level per material (its roughness): blending two float levels
+        # would cost llvmpipe ~10 % of a frame. The background samples level 0 only.
+        texture.filter = (self.ctx.LINEAR_MIPMAP_NEAREST, self.ctx.LINEAR)
         texture.repeat_x, texture.repeat_y = True, False  # longitude wraps, latitude does not
         return _GpuEnvironment(texture, irradiance_sh9(hdri).astype(np.float32).tobytes(), width)
 
@@ -293,18 +313,20 @@ class RasterRenderer:
             ids = self.ctx.texture(size, 1, dtype="u2")
             depth = self.ctx.texture(size, 1, dtype="f4")
             depth_buffer = self.ctx.depth_renderbuffer(size)
-            multisampled = None
+            multisampled = sample_ids = antialiased = None
             if samples > 1:
-                multisampled = self.ctx.framebuffer(
-                    [self.ctx.renderbuffer(size, 4, samples=samples)],
-                    self.ctx.depth_renderbuffer(size, samples=samples),
-                )
+                sample_ids = self.ctx.texture(size, 1, dtype="u2", samples=samples)
+                multisampled = self.ctx.framebuffer([sample_ids], self.ctx.depth_renderbuffer(size, samples=samples))
+                antialiased = self.ctx.framebuffer([self.ctx.texture(size, 4)])
             self.framebuffers[key] = _Framebuffers(
                 exact=self.ctx.framebuffer([color, ids, depth], depth_buffer),
-                geometry=self.ctx.framebuffer([ids, depth], depth_buffer),
+                exact_background=self.ctx.framebuffer([color], depth_buffer),
+                colors=color,
+                ids=ids,
                 counting=self.ctx.framebuffer(depth_attachment=depth_buffer),
                 multisampled=multisampled,
-                resolved=self.ctx.framebuffer([color]),
+                sample_ids=sample_ids,
+                antialiased=antialiased,
             )
         return self.framebuffers[key]
 
@@ -323,13 +345,9 @@ class RasterRenderer:
         # Nearest first: llvmpipe's early depth test then skips most hidden fragments.
         instances = sorted(in_view, key=lambda inst: float(inst.pose.translation[2]))
         self.ctx.enable(self.ctx.DEPTH_TEST)
-        if fbos.multisampled is None:
-            self._draw_color(fbos.exact, instances, scene)
-        else:
-            self._draw_ids(fbos.geometry, instances)
-            self._draw_color(fbos.multisampled, instances, scene)
-            self.ctx.copy_framebuffer(fbos.resolved, fbos.multisampled)
-        rgb = np.frombuffer(fbos.exact.read(components=3, attachment=0), np.uint8).reshape(height, width, 3)
+        self._draw_color(fbos.exact, fbos.exact_background, instances, scene)
+        color_fbo = fbos.exact if fbos.multisampled is None else self._antialias(fbos, instances, samples)
+        rgb = np.frombuffer(color_fbo.read(components=3, attachment=0), np.uint8).reshape(height, width, 3)
         instance_id = np.frombuffer(fbos.exact.read(components=1, attachment=1, dtype="u2"), np.uint16)
         depth = np.frombuffer(fbos.exact.read(components=1, attachment=2, dtype="f4"), np.float32)
         instance_id = instance_id.reshape(height, width).copy()
@@ -369,53 +387,81 @@ class RasterRenderer:
         env_from_cam = _gl_matrix(environment_from_camera(lighting))
         for program in (self.shade_program, self.geometry_program):
             program["projection"].write(projection)
-        for program in (self.shade_program, self.background_program):
+        for program in (self.shade_program, self.background_programs["hdri"]):
             program["env_from_camera"].write(env_from_cam)
             program["intensity"].value = float(lighting.intensity)
         self.shade_program["irradiance_sh"].write(environment.irradiance_sh)
         self.shade_program["environment_width"].value = float(environment.width)
-        self.background_program["inverse_intrinsics"].value = (
-            1.0 / intrinsics.fx, 1.0 / intrinsics.fy, intrinsics.cx, intrinsics.cy)
-        show_photo = scene.background.mode == "photo"
-        self.background_program["show_photo"].value = show_photo
-        if show_photo:
+        if scene.background.mode == "photo":
             photo = self._photo(scene.background.photo_key or "", "background")
             offset, scale = photo_cover_transform(photo.size, (intrinsics.width, intrinsics.height))
-            self.background_program["photo_offset"].value = tuple(offset)
-            self.background_program["photo_scale"].value = tuple(scale)
+            self.background_programs["photo"]["photo_offset"].value = tuple(offset)
+            self.background_programs["photo"]["photo_scale"].value = tuple(scale)
             photo.use(2)
+        else:
+            self.background_programs["hdri"]["inverse_intrinsics"].value = (
+                1.0 / intrinsics.fx, 1.0 / intrinsics.fy, intrinsics.cx, intrinsics.cy)
         environment.texture.use(1)
 
-    def _draw_color(self, fbo: "moderngl.Framebuffer", instances: list["Instance"], scene: "SceneSpec") -> None:
+    def _draw_color(
+        self,
+        fbo: "moderngl.Framebuffer",
+        background_fbo: "moderngl.Framebuffer",
+        instances: list["Instance"],
+        scene: "SceneSpec",
+    ) -> None:
+        """Objects into `fbo`, then the background into `background_fbo` (`fbo`'s colour and depth:
+        the background writes no id or depth, so background pixels keep the cleared 0)."""
         fbo.use()
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         self.ctx.depth_func = "<"
+        program = self.shade_program
         for instance in instances:
             mesh = self.meshes[instance.mesh_key]
             material = instance.material
-            self._set_transform(self.shade_program, instance)
-            self.shade_program["normal_matrix"].write(_gl_matrix(instance.pose.rotation))
-            self.shade_program["base_color"].value = tuple(float(c) for c in material.color)
-            self.shade_program["roughness"].value = float(np.clip(material.roughness, 0.0, 1.0))
-            self.shade_program["metallic"].value = float(np.clip(material.metallic, 0.0, 1.0))
-            self.shade_program["specular"].value = float(np.clip(material.specular, 0.0, 1.0))
-            self.shade_program["instance_id"].value = instance.segmentation_id
+            self._set_transform(program, instance)
+            program["normal_matrix"].write(_gl_matrix(instance.pose.rotation))
+            program["base_color"].value = tuple(float(c) for c in material.color)
+            program["roughness"].value = float(np.clip(material.roughness, 0.0, 1.0))
+            program["metallic"].value = float(np.clip(material.metallic, 0.0, 1.0))
+            program["specular"].value = float(np.clip(material.specular, 0.0, 1.0))
+            program["instance_id"].value = instance.segmentation_id
             texture = self._photo(material.texture_key, f"instance '{instance.name}' texture") if material.texture_key else mesh.texture
             texture.use(0)
             self._draw(mesh, mesh.shaded)
+        background_fbo.use()
         self.ctx.depth_func = "<="  # the background sits exactly on the far plane
         self.ctx.disable(self.ctx.CULL_FACE)
-        self.background.render(vertices=3)
+        self.backgrounds[scene.background.mode].render(vertices=3)
 
-    def _draw_ids(self, fbo: "moderngl.Framebuffer", instances: list["Instance"]) -> None:
-        fbo.use()
-        fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+    def _antialias(self, fbos: _Framebuffers, instances: list["Instance"], samples: int) -> "moderngl.Framebuffer":
+        """Instance ids per sample, then the resolve of ANTIALIAS_FRAGMENT from the single-sampled
+        colours; returns the framebuffer holding the anti-aliased image (ids and depth stay exact)."""
+        fbos.multisampled.use()
+        fbos.multisampled.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)  # id 0: background
         self.ctx.depth_func = "<"
         for instance in instances:
             self._set_transform(self.geometry_program, instance)
             self.geometry_program["instance_id"].value = instance.segmentation_id
             mesh = self.meshes[instance.mesh_key]
             self._draw(mesh, mesh.geometry)
+        fbos.antialiased.use()
+        self.ctx.disable(self.ctx.DEPTH_TEST)
+        self.ctx.disable(self.ctx.CULL_FACE)
+        fbos.colors.use(3)
+        fbos.ids.use(4)
+        fbos.sample_ids.use(5)
+        self._antialias_pass(samples).render(vertices=3)
+        self.ctx.enable(self.ctx.DEPTH_TEST)
+        return fbos.antialiased
+
+    def _antialias_pass(self, samples: int) -> "moderngl.VertexArray":
+        if samples not in self.antialias_passes:
+            program = self.ctx.program(vertex_shader=BACKGROUND_VERTEX, fragment_shader=antialias_fragment(samples))
+            for name, unit in (("shaded_colors", 3), ("shaded_ids", 4), ("sample_ids", 5)):
+                program[name].value = unit
+            self.antialias_passes[samples] = self.ctx.vertex_array(program, [])
+        return self.antialias_passes[samples]
 
     def _set_transform(self, program: "moderngl.Program", instance: "Instance") -> None:
         model_view = instance.pose.matrix.copy()

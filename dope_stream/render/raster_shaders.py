@@ -143,6 +143,7 @@ void main() {
 """
 )
 
+
 # Full-screen triangle at the far plane: drawn after the objects with depth test <=.
 BACKGROUND_VERTEX = """
 #version 330
@@ -152,32 +153,89 @@ void main() {
 }
 """
 
-BACKGROUND_FRAGMENT = (
+# Backgrounds write colour only: ids and depth of background pixels are the clear values (0). One
+# program per mode, because llvmpipe runs both sides of a branch on a uniform.
+ENVIRONMENT_BACKGROUND_FRAGMENT = (
     """
 #version 330
 """
     + _COMMON
     + """
-uniform bool show_photo;
-uniform sampler2D photo;
-uniform vec2 photo_offset;  // texture coordinate of the image's top-left corner
-uniform vec2 photo_scale;   // texture units per output pixel
 uniform vec4 inverse_intrinsics;  // 1/fx, 1/fy, cx, cy
 layout(location = 0) out vec4 out_color;
-layout(location = 1) out uint out_id;
-layout(location = 2) out float out_depth;
 void main() {
     vec2 pixel = gl_FragCoord.xy - 0.5;  // OpenCV pixel coordinate (u, v) of this pixel's centre
-    vec3 color;
-    if (show_photo) {
-        color = srgb_encode(texture(photo, photo_offset + gl_FragCoord.xy * photo_scale).rgb);
-    } else {
-        vec3 direction = vec3((pixel - inverse_intrinsics.zw) * inverse_intrinsics.xy, 1.0);
-        color = srgb_encode(filmic(environment_radiance(direction, 0.0)));
-    }
-    out_color = vec4(color, 1.0);
-    out_id = 0u;
-    out_depth = 0.0;
+    vec3 direction = vec3((pixel - inverse_intrinsics.zw) * inverse_intrinsics.xy, 1.0);
+    out_color = vec4(srgb_encode(filmic(environment_radiance(direction, 0.0))), 1.0);
 }
 """
 )
+
+PHOTO_BACKGROUND_FRAGMENT = (
+    """
+#version 330
+"""
+    + _COMMON
+    + """
+uniform sampler2D photo;
+uniform vec2 photo_offset;  // texture coordinate of the image's top-left corner
+uniform vec2 photo_scale;   // texture units per output pixel
+layout(location = 0) out vec4 out_color;
+void main() {
+    out_color = vec4(srgb_encode(texture(photo, photo_offset + gl_FragCoord.xy * photo_scale).rgb), 1.0);
+}
+"""
+)
+
+# Anti-aliasing resolve (full screen, after a multisampled pass that wrote instance ids per sample):
+# each sample takes the colour shaded at the pixel centre of the surface it sees, this pixel's or the
+# next one's (+x, -x, +y, -y) where that surface is the one seen; the pixel is their mean. MSAA
+# also shades once per pixel centre; shading here stays in the single-sampled pass, where llvmpipe
+# has an early depth test (it has none with multisampling, and shades partly covered pixels per
+# sample: a shaded 4x pass cost 2.5x the single one). A sample of a sub-pixel sliver seen at none of
+# those centres takes this pixel's colour (the surface around it).
+ANTIALIAS_FRAGMENT = """
+uniform usampler2DMS sample_ids;  // instance id per sample (0: background)
+uniform usampler2D shaded_ids;  // single-sampled pass: instance id per pixel centre
+uniform sampler2D shaded_colors;  // single-sampled pass: display colour per pixel centre
+layout(location = 0) out vec4 out_color;
+
+void main() {
+    ivec2 pixel = ivec2(gl_FragCoord.xy);
+    uint center_id = texelFetch(shaded_ids, pixel, 0).r;
+    vec4 center_color = texelFetch(shaded_colors, pixel, 0);
+    uint ids[SAMPLES];
+    bool one_surface = true;
+    for (int s = 0; s < SAMPLES; ++s) {
+        ids[s] = texelFetch(sample_ids, pixel, s).r;
+        one_surface = one_surface && ids[s] == center_id;
+    }
+    if (one_surface) {  // most pixels: no edge inside
+        out_color = center_color;
+        return;
+    }
+    ivec2 last = textureSize(shaded_ids, 0) - 1;
+    ivec2 offsets[4] = ivec2[4](ivec2(1, 0), ivec2(-1, 0), ivec2(0, 1), ivec2(0, -1));
+    uint neighbour_ids[4];
+    vec4 neighbour_colors[4];
+    for (int k = 0; k < 4; ++k) {
+        ivec2 neighbour = clamp(pixel + offsets[k], ivec2(0), last);
+        neighbour_ids[k] = texelFetch(shaded_ids, neighbour, 0).r;
+        neighbour_colors[k] = texelFetch(shaded_colors, neighbour, 0);
+    }
+    vec4 sum = vec4(0.0);
+    for (int s = 0; s < SAMPLES; ++s) {
+        vec4 color = center_color;  // also for a sliver seen at none of the centres
+        for (int k = 3; k >= 0; --k) {  // the first match in the order +x, -x, +y, -y wins
+            if (neighbour_ids[k] == ids[s]) color = neighbour_colors[k];
+        }
+        sum += ids[s] == center_id ? center_color : color;
+    }
+    out_color = sum / float(SAMPLES);
+}
+"""
+
+
+def antialias_fragment(samples: int) -> str:
+    """ANTIALIAS_FRAGMENT for a sample count (a constant, so the loops unroll)."""
+    return f"#version 330\n#define SAMPLES {samples}\n" + ANTIALIAS_FRAGMENT
