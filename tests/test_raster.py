@@ -183,6 +183,31 @@ def test_msaa_keeps_ids_and_depth_exact(renderer, library):
     assert np.median(difference[inside]) <= 1  # only edges change
 
 
+def test_msaa_edges_follow_pixel_coverage(renderer):
+    """A cube seen face on (only its front face is visible) in a uniform environment: one flat
+    colour over one flat colour. With 4 samples the colour of an edge pixel tells how much of it the
+    face covers (the face's area fraction, computed here by supersampling its projection)."""
+    spin = Rotation.from_euler("z", 23, degrees=True).as_matrix()
+    cube = instance("cube", Pose(spin, np.array([0.0, 0.0, 0.5])), 1, material=Material(color=(0.3, 0.3, 0.3)))
+    face = np.array([[x, y, -0.05] for x, y in ((-0.05, -0.05), (0.05, -0.05), (0.05, 0.05), (-0.05, 0.05))])
+    polygon = project_points(Pose(spin, np.array([0.0, 0.0, 0.5])).apply(face), K)
+    steps = (np.arange(8) + 0.5) / 8 - 0.5  # 8x8 points per pixel, around its centre
+    v, u = np.mgrid[0:128, 0:128]
+    points = np.stack(np.broadcast_arrays(u[..., None, None] + steps, v[..., None, None] + steps[:, None]), -1)
+    edges = np.roll(polygon, -1, axis=0) - polygon  # inside a convex polygon: on one side of every edge
+    cross = edges[:, 0] * (points[..., None, 1] - polygon[:, 1]) - edges[:, 1] * (points[..., None, 0] - polygon[:, 0])
+    coverage = (np.all(cross > 0, axis=-1) | np.all(cross < 0, axis=-1)).mean(axis=(2, 3))
+    errors = {}
+    for spp in (1, 4):
+        layers = renderer.render(scene([cube], spp=spp, lighting=Lighting("uniform", 0.0, 1.0, LEVEL_CAMERA)))
+        rgb = layers.rgb[..., 0].astype(float)
+        face_color, background_color = np.median(rgb[coverage == 1]), np.median(rgb[coverage == 0])
+        alpha = (rgb - background_color) / (face_color - background_color)
+        edge = (coverage > 0.1) & (coverage < 0.9)
+        errors[spp] = np.abs(alpha[edge] - coverage[edge]).mean()
+    assert errors[4] < 0.15 and errors[4] < errors[1] / 2, errors  # 4 samples: ~0.13, as real MSAA
+
+
 def test_photo_background_covers_frame(renderer):
     layers = renderer.render(scene([], Background("photo", "gradient")))
     # 200x100 photo covering 128x128: scaled by 1.28, the central 100x100 photo pixels are shown.
