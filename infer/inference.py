@@ -27,7 +27,7 @@ from dope_stream.geometry import Intrinsics
 from .config import InferConfig
 from .decode import DecodeSettings
 from .detector import Detection, Detector, TorchBackend
-from .loading import OnnxBackend, load_torch_network
+from .loading import OnnxBackend, check_class, load_torch_network
 from .overlay import draw_detections
 from .pnp import PnPSettings
 
@@ -52,8 +52,7 @@ def build_detector(config: InferConfig) -> Detector:
     if config.backend == "onnx":
         backend = OnnxBackend(_onnx_model(config))
         info = backend.info
-        if config.object is not None and config.object != info.class_name:
-            raise DopeError(f"--object '{config.object}': unknown class for {config.weights}, which detects '{info.class_name}'")
+        check_class(config, info)
     else:
         model, info = load_torch_network(config)
         backend = TorchBackend(model, config.device)

@@ -40,9 +40,14 @@ def load_torch_network(options: NetworkOptions):
 
         model, meta = load_model(path, device="cpu")
         info = info_from_meta(meta, options)
-        if options.object is not None and options.object != info.class_name:
-            raise DopeError(f"--object '{options.object}': unknown class for {path}, which detects '{info.class_name}'")
+        check_class(options, info)
     return model.to(options.device).eval(), info
+
+
+def check_class(options: NetworkOptions, info: NetworkInfo) -> None:
+    """--object, when given, must be the class the network detects."""
+    if options.object is not None and options.object != info.class_name:
+        raise DopeError(f"--object '{options.object}': unknown class for {options.weights}, which detects '{info.class_name}'")
 
 
 def _checkpoint_file(path: Path) -> Path:
