@@ -503,10 +503,12 @@ class RasterRenderer:
         while len(self.queries) < len(queried):
             self.queries.append(self.ctx.query(samples=True))
         fbo.use()
+        fbo.clear(depth=1.0)
         self.ctx.depth_func = "<"
         self.geometry_program["flat_depth"].value = True
-        for target, query in zip(queried, self.queries):
-            fbo.clear(depth=1.0)
+        for rank, (target, query) in enumerate(zip(queried, self.queries)):
+            # Each target flat and nearer than the ones before: it passes wherever it covers, once.
+            self.geometry_program["flat_z"].value = 1.0 - 2.0 * (rank + 1) / (len(queried) + 1)
             self._set_transform(self.geometry_program, target)
             with query:
                 self._draw(self.meshes[target.mesh_key], self.meshes[target.mesh_key].geometry)

@@ -29,20 +29,22 @@ void main() {
 """
 
 # Ids and depth only (exact per pixel centre). With `flat_depth` every fragment lands at the same
-# depth, so under depth test "<" only the first fragment of each pixel passes: an occlusion query then
-# counts covered pixels exactly once in a single draw (front and back layers alike).
+# window depth `flat_z` (NDC), so under depth test "<" only the first fragment of each pixel passes:
+# an occlusion query then counts covered pixels exactly once in a single draw (front and back layers
+# alike), and a later draw at a smaller `flat_z` passes everywhere again, with no clear in between.
 GEOMETRY_VERTEX = """
 #version 330
 uniform mat4 projection;
 uniform mat4 model_view;
 uniform bool flat_depth;
+uniform float flat_z;
 in vec3 in_position;
 out float v_depth;
 void main() {
     vec4 position = model_view * vec4(in_position, 1.0);
     v_depth = position.z;
     gl_Position = projection * position;
-    if (flat_depth) gl_Position.z = 0.0;
+    if (flat_depth) gl_Position.z = flat_z * gl_Position.w;
 }
 """
 
