@@ -150,7 +150,11 @@ class GenerateConfig(ConfigModel):
     height: int = Field(512, ge=16, le=8192, description="image height in pixels")
     fov: float = Field(60.0, gt=1, lt=170, description="horizontal field of view in degrees")
     intrinsics: FloatQuad | None = Field(None, description="fx,fy,cx,cy in pixels (overrides fov)")
-    spp: int = Field(4, ge=1, le=4096, description="samples per pixel (raster: MSAA samples; pathtrace: path samples)")
+    spp: int = Field(
+        4, ge=1, le=4096,
+        description="samples per pixel (raster: anti-aliasing samples, MSAA edges; pathtrace: path samples). "
+        "raster on a CPU: any spp > 1 costs about 15 ms more per 512x512 frame than 1 (1 reaches ~1.4x the images/s)",
+    )
     mesh_error: float = Field(
         0.003, ge=0, lt=1,
         description="geometric error allowed when simplifying meshes for rendering, relative to each mesh's size "
