@@ -176,6 +176,9 @@ def test_msaa_keeps_ids_and_depth_exact(renderer, library):
     np.testing.assert_array_equal(single.instance_id, multi.instance_id)
     np.testing.assert_array_equal(single.depth, multi.depth)
     assert single.full_pixel_counts == multi.full_pixel_counts
+    three = renderer.render(scene(instances, spp=3, lighting=lighting))  # no such MSAA mode: 2 samples
+    np.testing.assert_array_equal(single.instance_id, three.instance_id)
+    assert not np.array_equal(single.rgb, three.rgb)
     assert not np.array_equal(single.rgb, multi.rgb)  # edges are anti-aliased
     edges = cv2.Canny(single.instance_id.astype(np.uint8) * 40, 10, 20) > 0
     inside = ~cv2.dilate(edges.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)

@@ -339,7 +339,7 @@ class RasterRenderer:
         self._check(scene)
         intrinsics = scene.intrinsics
         width, height = intrinsics.width, intrinsics.height
-        samples = min(scene.spp, self.max_samples)
+        samples = self._samples(scene.spp)
         fbos = self._framebuffers(width, height, samples)
         environment = self.environments[scene.lighting.hdri_key]
         self._set_frame_uniforms(scene, environment)
@@ -379,10 +379,15 @@ class RasterRenderer:
                 raise DopeError(f"instance '{instance.name}': scale {instance.scale} must be positive")
             if not 0 < instance.segmentation_id < 65536:
                 raise DopeError(f"instance '{instance.name}': segmentation id {instance.segmentation_id} not in 1..65535")
-        if scene.spp > self.max_samples and not self.warned_samples:
-            log.warning("spp %d: this OpenGL driver offers at most %d MSAA samples; using %d",
-                        scene.spp, self.max_samples, self.max_samples)
+        if self._samples(scene.spp) != scene.spp and not self.warned_samples:
+            log.warning("spp %d: this OpenGL driver offers MSAA with up to %d samples, in powers of two; using %d",
+                        scene.spp, self.max_samples, self._samples(scene.spp))
             self.warned_samples = True
+
+    def _samples(self, spp: int) -> int:
+        """MSAA samples for `spp`: the largest power of two within both (multisampled textures
+        take no other counts)."""
+        return 1 << (min(spp, self.max_samples).bit_length() - 1)
 
     def _set_frame_uniforms(self, scene: "SceneSpec", environment: _GpuEnvironment) -> None:
         intrinsics, lighting = scene.intrinsics, scene.lighting
