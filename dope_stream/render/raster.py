@@ -23,12 +23,12 @@ Conventions (the `pathtrace` backend reproduces them with the numpy functions of
 
 Layers: one single-sampled pass shades colour and writes exact instance ids and depth (pixel
 centres); the background follows, writing colour only (background ids and depths stay the cleared 0).
-With `scene.spp` > 1 (clamped to what the driver offers), a multisampled pass writes instance ids per
-sample and a resolve (`ANTIALIAS_FRAGMENT`) gives each sample the colour shaded at the pixel centre
-of the surface it sees (this pixel's or a neighbour's): MSAA's edges at the price of one shading
-pass. The full pixel count of a target whose screen box meets no other instance's is its visible
-count; otherwise an occlusion query counts a lone draw of it at a constant depth (so each covered
-pixel passes the depth test once).
+With `scene.spp` > 1 (rounded down to a power of two the driver offers), a multisampled pass
+writes instance ids per sample and a resolve (`ANTIALIAS_FRAGMENT`) gives each sample the colour
+shaded at the pixel centre of the surface it sees (this pixel's or a neighbour's): MSAA's edges at
+the price of one shading pass. The full pixel count of a target whose screen box meets no other
+instance's is its visible count; otherwise an occlusion query counts a lone draw of it at a
+constant depth (so each covered pixel passes the depth test once).
 
 Cost on llvmpipe (a CPU): triangles (meshes are simplified at load, `assets.simplify_mesh`; back
 faces of closed meshes are culled; instances outside the view are skipped) and shaded fragments
