@@ -44,6 +44,13 @@ class TrainSummary:
     validation: list[dict] = field(default_factory=list)  # {"step", "loss", "keypoint_error_px"}
     keys_seen: list[str] = field(default_factory=list)  # sample keys trained by this rank (this run)
     checkpoint: Path | None = None
+    images: int = 0  # images trained by this rank (this run)
+    wait_s: float = 0.0  # time spent waiting for the next batch
+    train_s: float = 0.0  # time spent in forward/backward/step
+
+    @property
+    def wait_share(self) -> float:
+        return self.wait_s / max(self.wait_s + self.train_s, 1e-9)
 
 
 @dataclass
@@ -307,6 +314,8 @@ def train(config: TrainConfig) -> TrainSummary:
         progress = _progress(dist, per_epoch, samples_done // config.batch_size, epoch)
         tick = time.perf_counter()
         for batch in loader:
+            batch_ready = time.perf_counter()
+            summary.wait_s += batch_ready - tick
             model.train()
             images = normalise(batch["image"], meta, dist.device, config.channels_last)
             belief, affinity = batch["belief"].to(dist.device), batch["affinity"].to(dist.device)
@@ -324,7 +333,9 @@ def train(config: TrainConfig) -> TrainSummary:
             samples_done += len(batch["key"])
             summary.losses.append(loss.item())
             summary.keys_seen.extend(batch["key"])
+            summary.images += len(batch["key"])
             now = time.perf_counter()
+            summary.train_s += now - batch_ready
             images_per_s = len(batch["key"]) * dist.world_size / max(now - tick, 1e-9)
             tick = now
             if progress is not None:
@@ -336,6 +347,7 @@ def train(config: TrainConfig) -> TrainSummary:
                 writer.add_scalar("train/images_per_s", images_per_s, step)
             if step % config.save_every == 0 or step >= total_steps:
                 checkpoint(epoch, samples_done)
+                tick = time.perf_counter()  # writing a checkpoint is not waiting for data
             if step >= total_steps or (plan.sampler is None and step % per_epoch == 0):
                 break  # iterable sources (the stream) have no end: an epoch is per_epoch steps
         if progress is not None:

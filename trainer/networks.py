@@ -161,6 +161,7 @@ def load_official_dope(source: Path | str | dict, stages: int = 6) -> DopeNetwor
 # EfficientNet-Lite0 blocks: 0 (stride 2), 1-2 (4), 3-4 (8, 40 ch), 5-7 (16, 80 ch), 8-10 (16, 112 ch),
 # 11-14 (32, 192 ch), 15 (32, 320 ch). Block counts that end each output stride, and its channels:
 LITE0_LEVELS = ((5, 40), (11, 112), (16, 320))
+LITE0_EARLY_BLOCKS = 3  # blocks at strides 2 and 4
 BELIEF_PRIOR = 0.01  # initial belief probability everywhere; most cells are background
 
 
@@ -216,6 +217,13 @@ class LightNetwork(nn.Module):
         super().__init__()
         backbone = efficientnet_lite0(pretrained)
         self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
+        # The stride-2/4 layers cost two thirds of a training step at 400x400 (their depthwise
+        # backward is slow on CPUs); with ImageNet weights their generic edge/colour filters are
+        # kept frozen (weights and BN statistics), which roughly halves the step time.
+        self.frozen_early = pretrained
+        if self.frozen_early:
+            for parameter in [*self.stem.parameters(), *backbone._blocks[:LITE0_EARLY_BLOCKS].parameters()]:
+                parameter.requires_grad_(False)
         starts = [0] + [end for end, _ in LITE0_LEVELS[:-1]]
         self.levels = nn.ModuleList(
             nn.Sequential(*backbone._blocks[start:end]) for start, (end, _) in zip(starts, LITE0_LEVELS)
@@ -232,11 +240,20 @@ class LightNetwork(nn.Module):
     def num_stages(self) -> int:
         return len(self.stages)
 
+    def train(self, mode: bool = True) -> "LightNetwork":
+        super().train(mode)
+        if self.frozen_early:  # frozen layers keep their ImageNet batch-norm statistics
+            self.stem.eval()
+            self.levels[0][:LITE0_EARLY_BLOCKS].eval()
+        return self
+
     def forward(self, x: torch.Tensor, logits: bool = False) -> Stages:
-        x = self.stem(x)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen_early):
+            x = self.stem(x)
+            x = self.levels[0][:LITE0_EARLY_BLOCKS](x)
         pyramid = []
-        for level in self.levels:
-            x = level(x)
+        for index, level in enumerate(self.levels):
+            x = level[LITE0_EARLY_BLOCKS:](x) if index == 0 else level(x)
             pyramid.append(x)
         size = pyramid[0].shape[-2:]  # stride 8
         upsampled = [pyramid[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pyramid[1:]]
