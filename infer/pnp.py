@@ -93,9 +93,12 @@ def _consensus(
 
 def _sqpnp(object_points: np.ndarray, image_points: np.ndarray, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(rvec, tvec) of the cuboid frame, or None on degenerate input."""
-    ok, rvec, tvec = cv2.solvePnP(
-        object_points.astype(np.float64), image_points.astype(np.float64), camera, None, flags=cv2.SOLVEPNP_SQPNP
-    )
+    try:
+        ok, rvec, tvec = cv2.solvePnP(
+            object_points.astype(np.float64), image_points.astype(np.float64), camera, None, flags=cv2.SOLVEPNP_SQPNP
+        )
+    except cv2.error:  # SQPnP asserts on keypoints that (nearly) coincide, as a confused network may give
+        return None
     return (rvec, tvec) if ok else None
 
 

@@ -52,6 +52,11 @@ def test_keypoints_that_fit_no_cuboid_are_rejected():
     assert solve_pose(uv, CUBOID, INTRINSICS) is None
 
 
+def test_coinciding_keypoints_give_no_pose():
+    uv = np.tile([[200.0, 150.0]], (9, 1)) + np.random.default_rng(0).normal(scale=1e-9, size=(9, 2))
+    assert solve_pose(uv, CUBOID, INTRINSICS) is None
+
+
 def test_a_pose_behind_the_camera_is_rejected():
     # Keypoints of a cuboid straddling the image plane: some corners have z < 0.
     straddling = Pose(np.eye(3), np.array([0.0, 0.0, 0.05]))
