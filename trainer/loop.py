@@ -107,11 +107,13 @@ def split_validation(dataset: LocalDataset, fraction: float, seed: int) -> tuple
     count = int(round(len(dataset) * fraction))
     if count == 0:
         return dataset, None
-    order = np.random.default_rng(seed).permutation(len(dataset))
-    held = set(order[:count].tolist())
-    pick = lambda keep: [r for i, r in enumerate(dataset.refs) if (i in held) == keep]  # noqa: E731
-    make = lambda refs: LocalDataset(refs, dataset.unit, dataset.cuboids, dataset.manifests)  # noqa: E731
-    return make(pick(False)), make(pick(True))
+    held = set(np.random.default_rng(seed).permutation(len(dataset))[:count].tolist())
+    train_refs = [ref for i, ref in enumerate(dataset.refs) if i not in held]
+    held_refs = [ref for i, ref in enumerate(dataset.refs) if i in held]
+    return (
+        LocalDataset(train_refs, dataset.unit, dataset.cuboids, dataset.manifests),
+        LocalDataset(held_refs, dataset.unit, dataset.cuboids, dataset.manifests),
+    )
 
 
 @dataclass
