@@ -318,18 +318,7 @@ def train(config: TrainConfig) -> TrainSummary:
         for batch in loader:
             batch_ready = time.perf_counter()
             summary.wait_s += batch_ready - tick
-            model.train()
-            images = normalise(batch["image"], meta, dist.device, config.channels_last)
-            belief, affinity = batch["belief"].to(dist.device), batch["affinity"].to(dist.device)
-            with torch.autocast(dist.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = stage_losses(config.net, model(images, logits=True), belief, affinity)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            loss = _optimisation_step(model, batch, meta, config, dist.device, dtype, optimizer, scaler)
             scheduler.step()
             step += 1
             samples_done += len(batch["key"])
@@ -370,6 +359,24 @@ def train(config: TrainConfig) -> TrainSummary:
     if writer is not None:
         writer.close()
     return summary
+
+
+def _optimisation_step(model: nn.Module, batch: dict, meta: ModelMeta, config: TrainConfig, device: torch.device,
+                       dtype: torch.dtype | None, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> torch.Tensor:
+    """Forward (mixed precision), loss over all stages, backward, clipped step; returns the loss."""
+    model.train()
+    images = normalise(batch["image"], meta, device, config.channels_last)
+    belief, affinity = batch["belief"].to(device), batch["affinity"].to(device)
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        loss = stage_losses(config.net, model(images, logits=True), belief, affinity)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if config.grad_clip > 0:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
 
 
 def _loader(plan: DataPlan, config: TrainConfig, epoch: int, samples_done: int) -> DataLoader:
