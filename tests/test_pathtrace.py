@@ -17,10 +17,12 @@ from dope_stream.errors import DopeError  # noqa: E402
 from dope_stream.geometry import Intrinsics, Pose  # noqa: E402
 from dope_stream.render.pathtrace import (  # noqa: E402
     LLVM_PATH_ENV,
+    THREADS_ENV,
     VARIANT_ENV,
     find_llvm_library,
     point_drjit_at_llvm,
     select_variant,
+    threads_from_environment,
 )
 from dope_stream.render.raster import tonemap_to_srgb8  # noqa: E402
 from dope_stream.scene import Background, Instance, Lighting, Material, SceneSpec, camera_tilt  # noqa: E402
@@ -133,6 +135,30 @@ def test_llvm_discovery_prefers_newest_usable_version(tmp_path):
     assert find_llvm_library((str(tmp_path / "libLLVM*"),)) is None  # LLVM 15 makes drjit abort
     environ = {LLVM_PATH_ENV: "/opt/custom/libLLVM.so"}
     assert point_drjit_at_llvm(environ) == "/opt/custom/libLLVM.so"  # the user's choice wins
+
+
+def test_thread_count_comes_from_the_environment():
+    assert threads_from_environment({}) is None
+    assert threads_from_environment({THREADS_ENV: "2"}) == 2
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(DopeError, match=THREADS_ENV):
+            threads_from_environment({THREADS_ENV: bad})
+
+
+def test_guides_only_when_asked_and_aligned_with_the_object(backends):
+    """The guide pass is separate: skipping it (no denoising) leaves the colour film as it was, and
+    the guides it gives cover the raster mask."""
+    raster, pathtrace, assets = backends
+    scene = lone_target_scene(assets, Intrinsics.from_fov(48, 48, 60.0), spp=4, background=Background("hdri"))
+    with_guides, without = pathtrace.render_passes(scene, guides=True), pathtrace.render_passes(scene, guides=False)
+    assert without.albedo is None and without.normal is None
+    assert np.array_equal(with_guides.color, without.color)
+    normal_length = np.linalg.norm(with_guides.normal, axis=-1)
+    surface = normal_length > 0.5  # empty pixels have zero normals; edge pixels average
+    mask = raster.render(scene).instance_id > 0
+    assert (surface & mask).sum() / (surface | mask).sum() > 0.9
+    assert np.median(normal_length[mask]) > 0.99  # unit normals inside the object
+    assert with_guides.albedo[mask].mean() > 0.05 and with_guides.albedo[normal_length == 0].max() == 0.0
 
 
 def test_unknown_variant_is_a_clear_error():

@@ -8,7 +8,7 @@ What it shares with `raster` (so that one seed gives one scene, whichever backen
 - Environment orientation (`raster.environment_from_camera`; Mitsuba's `envmap` uses the same
   equirect formula), radiance scale, display transform (`raster.tonemap_to_srgb8`), the background
   photo's placement (`raster.photo_cover_transform`), uv for meshes without any
-  (`raster._fallback_uv`) and albedo = texture (linear) * vertex colour / 255 * material.color.
+  (`raster.fallback_uv`) and albedo = texture (linear) * vertex colour / 255 * material.color.
 
 Mitsuba variant: `cuda_ad_rgb` when a CUDA GPU is usable, else `llvm_ad_rgb`; override with the
 `variant` argument or the `DOPE_MITSUBA_VARIANT` environment variable (e.g. `scalar_rgb`). Dr.Jit's
@@ -16,6 +16,17 @@ LLVM backend needs LLVM >= 16 (it finds Debian 12's LLVM 15 by itself and aborts
 unless `DRJIT_LIBLLVM_PATH` is set, it is pointed at the newest LLVM >= 16 found (Debian package
 `libllvm19`, installed by install.sh). Without one, the renderer logs one message and uses the slow
 `scalar_rgb` variant instead of crashing.
+
+Threads: Dr.Jit's LLVM backend and OIDN each use every core by default. With several renderer
+processes on one machine, give each `cores / processes` threads ($DOPE_PATHTRACE_THREADS, set by
+`dope generate` for its worker processes): two workers on two cores render ~15-35 % more images per
+second with one thread each than with two (benchmarks/bench_pathtrace.py).
+
+Passes per frame: the colour (Mitsuba's `path` integrator, RGBA film) and, only when denoising, the
+OIDN guides (an `aov` integrator alone: albedo + shading normal) with the same seed, so their
+sub-pixel positions, and hence their anti-aliased edges, are the colour's. Nesting `path` inside
+`aov` gives the same images in one pass but costs ~50 % more (it intersects every camera ray twice
+and splats 10 film channels).
 
 The Mitsuba scene is built once (`load_dict` costs ~0.3 s) with a pool of instances per mesh; each
 frame moves instances (vertex buffers in the camera frame), parks unused ones far behind the
@@ -29,7 +40,7 @@ import glob
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +52,7 @@ from . import RenderLayers
 from .denoise import denoise_hdr
 from .raster import (  # the conventions both backends share (numpy only; moderngl loads lazily)
     RasterRenderer,
-    _fallback_uv,
+    fallback_uv,
     environment_from_camera,
     photo_cover_transform,
     tonemap_to_srgb8,
@@ -55,6 +66,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VARIANT_ENV = "DOPE_MITSUBA_VARIANT"
+THREADS_ENV = "DOPE_PATHTRACE_THREADS"
 LLVM_PATH_ENV = "DRJIT_LIBLLVM_PATH"
 MIN_LLVM_VERSION = 16  # Dr.Jit aborts in LLVM 15's instruction selection; 14 and older it refuses
 LLVM_SEARCH_GLOBS = (
@@ -71,7 +83,7 @@ PARKED_POSITION = (0.0, 0.0, -1.0e4)  # unused pool instances collapse to this p
 # Base-colour maps keep one shape per pool instance (Mitsuba's scalar variant cannot reshape a
 # parameter): a mesh's own texture size, else this square for photo textures and plain colours.
 PLAIN_MAP_SIZE = 256
-AOV_CHANNELS = "albedo:albedo,normal:sh_normal"  # film channels: R G B A, albedo xyz, normal xyz
+AOV_CHANNELS = "albedo:albedo,normal:sh_normal"  # guide film channels: albedo xyz, normal xyz
 
 
 # --- variant selection ----------------------------------------------------------------------------
@@ -136,6 +148,16 @@ def select_variant(requested: str | None = None) -> str:
     return "scalar_rgb"
 
 
+def threads_from_environment(environ: dict[str, str] | os._Environ = os.environ) -> int | None:
+    """Thread count from $DOPE_PATHTRACE_THREADS (a positive integer), or None when unset."""
+    value = environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise DopeError(f"${THREADS_ENV}='{value}': expected a positive whole number of threads")
+    return int(value)
+
+
 def import_mitsuba():
     try:
         import mitsuba as mi
@@ -172,8 +194,8 @@ class PathTracePasses:
 
     color: np.ndarray  # linear radiance; black where the environment is hidden (photo mode)
     alpha: np.ndarray  # share of the pixel's samples that hit a surface (photo mode), else 1
-    albedo: np.ndarray  # first-hit albedo (OIDN guide)
-    normal: np.ndarray  # first-hit shading normal (OIDN guide)
+    albedo: np.ndarray | None  # first-hit albedo (OIDN guide; None when not asked for)
+    normal: np.ndarray | None  # first-hit shading normal (OIDN guide; None when not asked for)
 
 
 @dataclass
@@ -188,12 +210,24 @@ class _Slot:
 class PathTraceRenderer:
     """`Renderer` backend: Mitsuba 3 path tracer + OIDN; annotations from the raster backend."""
 
-    def __init__(self, assets: "AssetLibrary", variant: str | None = None, denoise_quality: str = "fast"):
+    def __init__(
+        self,
+        assets: "AssetLibrary",
+        variant: str | None = None,
+        denoise_quality: str = "fast",
+        threads: int | None = None,
+    ):
+        """threads: Dr.Jit and OIDN threads (None: $DOPE_PATHTRACE_THREADS, else every core)."""
         self.assets = assets
         self.variant = select_variant(variant)
         self.mi = import_mitsuba()
         self.mi.set_variant(self.variant)
         self.denoise_quality = denoise_quality
+        self.threads = threads if threads is not None else threads_from_environment()
+        if self.threads is not None:
+            import drjit as dr
+
+            dr.set_thread_count(self.threads)  # process-wide: this process renders with this many
         self._raster = RasterRenderer(assets)  # exact ids/depth/pixel counts, shared with `raster`
         self._pool_sizes: dict[str, int] = {}
         self._size: tuple[int, int] | None = None
@@ -203,41 +237,45 @@ class PathTraceRenderer:
         self._hdri_key: str | None = None
         self._albedo_maps: dict[tuple[str, tuple[int, int]], np.ndarray] = {}  # (source, shape) -> linear map
         self._environment_maps = _padded_environment_maps(assets.hdris)
-        self._integrators = {
-            hide: self.mi.load_dict(
-                {
-                    "type": "aov",
-                    "aovs": AOV_CHANNELS,
-                    "integrator": {"type": "path", "max_depth": MAX_PATH_DEPTH, "hide_emitters": hide},
-                }
-            )
+        self._color_integrators = {
+            hide: self.mi.load_dict({"type": "path", "max_depth": MAX_PATH_DEPTH, "hide_emitters": hide})
             for hide in (False, True)
         }
+        self._guide_integrator = self.mi.load_dict({"type": "aov", "aovs": AOV_CHANNELS})
         log.info("pathtrace: Mitsuba %s, variant %s", self.mi.__version__, self.variant)
 
     # -- Renderer protocol --
 
     def render(self, scene: "SceneSpec") -> RenderLayers:
-        geometry = self._raster.render(scene)
-        passes = self.render_passes(scene)
+        # One sample per pixel: the raster image is discarded, so its anti-aliasing pass would be waste.
+        geometry = self._raster.render(replace(scene, spp=1))
+        passes = self.render_passes(scene, guides=scene.denoise)
         color = passes.color
         if scene.denoise:
-            color = np.maximum(denoise_hdr(color, passes.albedo, passes.normal, self.denoise_quality), 0.0)
+            denoised = denoise_hdr(color, passes.albedo, passes.normal, self.denoise_quality, self.threads)
+            color = np.maximum(denoised, 0.0)
         if scene.background.mode == "photo":
             rgb = self._display(scene, color, passes.alpha)
         else:
             rgb = tonemap_to_srgb8(color)
         return RenderLayers(rgb, geometry.instance_id, geometry.depth, geometry.full_pixel_counts)
 
-    def render_passes(self, scene: "SceneSpec") -> PathTracePasses:
-        """The raw path-traced film of `scene` (no denoising, no display transform)."""
+    def render_passes(self, scene: "SceneSpec", guides: bool = True) -> PathTracePasses:
+        """The raw path-traced film of `scene` (no denoising, no display transform); the OIDN guides
+        (albedo, normal) only when `guides`."""
         self._prepare(scene)
         hide_environment = scene.background.mode == "photo"  # the photo replaces it behind objects
-        film = np.asarray(
-            self.mi.render(self._scene, spp=scene.spp, seed=scene.index, integrator=self._integrators[hide_environment]),
-            dtype=np.float32,
-        )
-        return PathTracePasses(film[..., :3], film[..., 3], film[..., 4:7], film[..., 7:10])
+        film = self._film(scene, self._color_integrators[hide_environment])
+        albedo = normal = None
+        if guides:
+            guide_film = self._film(scene, self._guide_integrator)
+            albedo, normal = guide_film[..., :3], guide_film[..., 3:6]
+        return PathTracePasses(film[..., :3], film[..., 3], albedo, normal)
+
+    def _film(self, scene: "SceneSpec", integrator: Any) -> np.ndarray:
+        # The same seed gives every pass the same sub-pixel sample positions.
+        image = self.mi.render(self._scene, spp=scene.spp, seed=scene.index, integrator=integrator)
+        return np.asarray(image, dtype=np.float32)
 
     def close(self) -> None:
         self._raster.close()
@@ -326,7 +364,7 @@ class PathTraceRenderer:
         buffers["vertex_positions"] = _parked_positions(len(mesh.vertices))
         buffers["vertex_normals"] = np.ascontiguousarray(mesh.normals, dtype=np.float32).ravel()
         # OBJ uv has v up from the image's bottom row; Mitsuba's bitmap row 0 is v = 0.
-        uv = mesh.uv if mesh.uv is not None else _fallback_uv(mesh.vertices)
+        uv = mesh.uv if mesh.uv is not None else fallback_uv(mesh.vertices)
         buffers["vertex_texcoords"] = np.column_stack([uv[:, 0], 1.0 - uv[:, 1]]).astype(np.float32).ravel()
         buffers.update()
         slot.parked = True

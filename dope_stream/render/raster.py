@@ -179,7 +179,7 @@ def _gl_matrix(matrix: np.ndarray) -> bytes:
     return np.ascontiguousarray(np.asarray(matrix, dtype=np.float32).T).tobytes()
 
 
-def _fallback_uv(vertices: np.ndarray) -> np.ndarray:
+def fallback_uv(vertices: np.ndarray) -> np.ndarray:
     """Spherical UVs about the AABB centre, for meshes without any (so photo textures still wrap)."""
     d = vertices - 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
     d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
@@ -275,7 +275,7 @@ class RasterRenderer:
 
     def _upload_mesh(self, mesh: "MeshAsset") -> _GpuMesh:
         count = len(mesh.vertices)
-        uv = mesh.uv if mesh.uv is not None else _fallback_uv(mesh.vertices)
+        uv = mesh.uv if mesh.uv is not None else fallback_uv(mesh.vertices)
         uv = np.column_stack([uv[:, 0], 1.0 - uv[:, 1]])  # OBJ UVs start at the image's bottom row
         colors = mesh.vertex_colors / 255.0 if mesh.vertex_colors is not None else np.ones((count, 3))
         interleaved = np.hstack([mesh.vertices, mesh.normals, uv, colors]).astype(np.float32)
