@@ -2,10 +2,17 @@
 
 Prints seconds per image (512x512 by default) for path samples 4, 16, 64 with and without OIDN
 denoising, in 1 and 2 worker processes, with ratios to the raster backend and to the reference's
-NVISII figure (5.2 s per image on a GPU). Also writes a comparison grid (raster | pathtrace spp 4
-noisy | spp 4 denoised | spp 64 denoised), e.g. for docs/images/pathtrace_grid.png.
+NVISII figure (5.2 s per image on a GPU). Each worker renders its share of the frames once to warm
+up (scene build, pool growth, kernel compilation), then again timed: the figures are steady-state
+throughput. CPU seconds per image count every thread of every worker (Dr.Jit's and OIDN's pools
+included), so they hold on a shared machine where wall time does not. Workers get
+cores / workers Dr.Jit + OIDN threads, as `dope generate` gives them; the `all-cores` row repeats
+spp 4 + OIDN with every worker using every core (the previous default) as a baseline.
 
-    python benchmarks/bench_pathtrace.py [--size 512] [--frames 6] [--spp 4 16 64] [--workers 1 2]
+Also writes a comparison grid (raster | pathtrace spp 4 noisy | spp 4 denoised | spp 64 denoised),
+e.g. for docs/images/pathtrace_grid.png.
+
+    python benchmarks/bench_pathtrace.py [--size 512] [--frames 8] [--spp 4 16 64] [--workers 1 2]
                                          [--grid docs/images/pathtrace_grid.png]
 """
 
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -21,7 +29,22 @@ import cv2
 import numpy as np
 
 REFERENCE_SECONDS = 5.2  # NVISII path tracing per image on a GPU (dope-reference.md)
-WARMUP_FRAMES = 2  # scene build, pool growth and kernel compilation happen here
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    size: int
+    renderer: str
+    spp: int
+    denoise: bool
+    threads: int | None  # Dr.Jit/OIDN threads per worker (None: every core)
+    indices: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    wall: float  # seconds per image, slowest worker (workers run at once)
+    cpu: float  # CPU seconds per image, all workers and threads
 
 
 def _config(size: int, renderer: str, spp: int, denoise: bool):
@@ -30,35 +53,37 @@ def _config(size: int, renderer: str, spp: int, denoise: bool):
     return GenerateConfig(width=size, height=size, spp=spp, renderer=renderer, denoise=denoise)
 
 
-def _worker_seconds(args: tuple[int, str, int, bool, list[int]]) -> float:
-    """Wall seconds one worker spends on `indices` after warming up on frames it does not time."""
+def _run_worker(job: Job) -> tuple[float, float]:
+    """(wall, CPU) seconds this worker spends on its frames, after rendering them once untimed."""
+    if job.threads is not None:
+        from dope_stream.render.pathtrace import THREADS_ENV
+
+        os.environ[THREADS_ENV] = str(job.threads)
+    os.environ.setdefault("LP_NUM_THREADS", "0")  # as generate's workers: llvmpipe in the caller's thread
     from dope_stream.assets import build_asset_library
     from dope_stream.render import create_renderer
     from dope_stream.scene import sample_scene
 
-    size, renderer_name, spp, denoise, indices = args
-    config = _config(size, renderer_name, spp, denoise)
+    config = _config(job.size, job.renderer, job.spp, job.denoise)
     assets = build_asset_library(config)
-    renderer = create_renderer(renderer_name, assets)
-    for index in range(10_000, 10_000 + WARMUP_FRAMES):
-        renderer.render(sample_scene(config, assets, index))
-    start = time.perf_counter()
-    for index in indices:
-        renderer.render(dataclasses.replace(sample_scene(config, assets, index), denoise=denoise))
-    seconds = time.perf_counter() - start
+    renderer = create_renderer(job.renderer, assets)
+    scenes = [sample_scene(config, assets, index) for index in job.indices]
+    for scene in scenes:
+        renderer.render(scene)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for scene in scenes:
+        renderer.render(scene)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     renderer.close()
-    return seconds
+    return wall, cpu
 
 
-def seconds_per_image(size: int, renderer: str, spp: int, denoise: bool, frames: int, workers: int) -> float:
-    """Throughput figure: the slowest worker's time over all frames (workers run at once)."""
-    shares = [list(range(w, frames, workers)) for w in range(workers)]
-    jobs = [(size, renderer, spp, denoise, share) for share in shares]
-    if workers == 1:
-        return _worker_seconds(jobs[0]) / frames
+def measure(size: int, renderer: str, spp: int, denoise: bool, frames: int, workers: int, threads: int | None) -> Timing:
+    jobs = [Job(size, renderer, spp, denoise, threads, tuple(range(w, frames, workers))) for w in range(workers)]
+    # Fresh spawned processes even for one worker: Dr.Jit's thread count is process-wide.
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        # Warm-up happens inside each worker before its timer starts, so the max is render time only.
-        return max(pool.map(_worker_seconds, jobs)) / frames
+        results = pool.map(_run_worker, jobs)
+    return Timing(max(wall for wall, _ in results) / frames, sum(cpu for _, cpu in results) / frames)
 
 
 def comparison_grid(size: int, index: int) -> np.ndarray:
@@ -87,10 +112,17 @@ def comparison_grid(size: int, index: int) -> np.ndarray:
     return np.hstack(labelled)
 
 
+def _row(name: str, spp: int, denoise: str, workers: int, threads: str, timing: Timing, raster: Timing) -> str:
+    return (
+        f"{name:<10} {spp:>4} {denoise:>8} {workers:>8} {threads:>8} {timing.wall:>8.3f} {1 / timing.wall:>9.2f} "
+        f"{timing.cpu:>8.3f} {timing.wall / raster.wall:>9.1f} {REFERENCE_SECONDS / timing.wall:>11.1f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--frames", type=int, default=6, help="timed frames per configuration")
+    parser.add_argument("--frames", type=int, default=8, help="timed frames per configuration")
     parser.add_argument("--spp", type=int, nargs="+", default=[4, 16, 64])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--grid", type=Path, default=None, help="write the comparison grid PNG here")
@@ -103,18 +135,25 @@ def main() -> None:
         cv2.imwrite(str(args.grid), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
         print(f"wrote {args.grid}")
 
-    print(f"{args.size}x{args.size}, {args.frames} frames per row, after {WARMUP_FRAMES} warm-up frames per worker")
-    print(f"{'renderer':<10} {'spp':>4} {'denoise':>8} {'workers':>8} {'s/image':>8} {'images/s':>9} {'x raster':>9} {'vs ref 5.2s':>12}")
+    cores = os.cpu_count() or 1
+    print(f"{args.size}x{args.size}, {args.frames} frames per row (each rendered once untimed first), {cores} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{'renderer':<10} {'spp':>4} {'denoise':>8} {'workers':>8} {'threads':>8} {'s/image':>8} {'images/s':>9} "
+        f"{'cpu s':>8} {'x raster':>9} {'vs ref 5.2s':>12}"
+    )
     for workers in args.workers:
-        raster = seconds_per_image(args.size, "raster", 4, False, args.frames, workers)
-        print(f"{'raster':<10} {4:>4} {'-':>8} {workers:>8} {raster:>8.3f} {1 / raster:>9.2f} {1.0:>9.1f} {REFERENCE_SECONDS / raster:>11.1f}x")
+        threads = max(1, cores // workers)
+        raster = measure(args.size, "raster", 4, False, args.frames, workers, threads)
+        print(_row("raster", 4, "-", workers, "-", raster, raster))
         for spp in args.spp:
             for denoise in (False, True):
-                seconds = seconds_per_image(args.size, "pathtrace", spp, denoise, args.frames, workers)
-                print(
-                    f"{'pathtrace':<10} {spp:>4} {str(denoise):>8} {workers:>8} {seconds:>8.3f} {1 / seconds:>9.2f} "
-                    f"{seconds / raster:>9.1f} {REFERENCE_SECONDS / seconds:>11.1f}x"
-                )
+                timing = measure(args.size, "pathtrace", spp, denoise, args.frames, workers, threads)
+                print(_row("pathtrace", spp, str(denoise), workers, str(threads), timing, raster))
+        if threads != cores:
+            baseline = measure(args.size, "pathtrace", 4, True, args.frames, workers, None)
+            print(_row("pathtrace", 4, "True", workers, "all-cores", baseline, raster))
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
