@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from dope_stream.geometry import Intrinsics, Pose  # noqa: E402
 from dope_stream.render.pathtrace import (  # noqa: E402
     LLVM_PATH_ENV,
     THREADS_ENV,
+    PathTraceRenderer,
     VARIANT_ENV,
     find_llvm_library,
     point_drjit_at_llvm,
@@ -159,6 +161,17 @@ def test_guides_only_when_asked_and_aligned_with_the_object(backends):
     assert (surface & mask).sum() / (surface | mask).sum() > 0.9
     assert np.median(normal_length[mask]) > 0.99  # unit normals inside the object
     assert with_guides.albedo[mask].mean() > 0.05 and with_guides.albedo[normal_length == 0].max() == 0.0
+
+
+def test_mesh_with_texture_and_vertex_colours_is_named_in_a_warning(backends, caplog):
+    _, _, assets = backends
+    key = next(iter(assets.targets.values()))
+    mesh = assets.meshes[key]
+    coloured = dataclasses.replace(mesh, vertex_colors=np.full((len(mesh.vertices), 3), 128, np.uint8))
+    library = dataclasses.replace(assets, meshes={**assets.meshes, key: coloured})
+    with caplog.at_level(logging.WARNING, logger="dope_stream.render.pathtrace"):
+        PathTraceRenderer(library).close()
+    assert f"{key} have a texture and vertex colours" in caplog.text
 
 
 def test_unknown_variant_is_a_clear_error():
