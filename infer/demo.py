@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from pydantic import Field, field_validator
 
-from dope_stream.config import PACKAGE_ASSETS, ConfigModel, IntRange, add_config_arguments, config_from_args
+from dope_stream.config import PACKAGE_ASSETS, ConfigModel, FloatPair, IntRange, add_config_arguments, config_from_args
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,17 @@ class DemoConfig(ConfigModel):
     """`dope demo`: generate -> train -> infer -> evaluate on the built-in cracker box."""
 
     out: Path = Field(Path("out/demo"), description="output folder (report.md, data, run, predictions)")
-    train_frames: int = Field(800, ge=16, description="frames rendered for training (per epoch when streaming)")
-    epochs: int = Field(3, ge=1, description="training epochs")
+    train_frames: int = Field(500, ge=16, description="frames rendered for training (one epoch; later epochs read them back)")
+    epochs: int = Field(8, ge=1, description="training epochs")
     test_frames: int = Field(40, ge=1, description="frames of the test set (rendered with seed + 1000)")
-    size: int = Field(256, ge=64, le=1024, description="rendered frame width = height = training crop (a multiple of 8)")
-    nb_distractors: IntRange = Field((2, 6), description="distractors per frame: N or a range a,b")
-    batch_size: int = Field(16, ge=1, description="training batch size")
-    workers: int = Field(2, ge=1, description="rendering processes")
+    size: int = Field(192, ge=64, le=1024, description="rendered frame width = height = training crop (a multiple of 8)")
+    nb_objects: IntRange = Field((1, 1), description="cracker boxes per frame: N or a range a,b")
+    nb_distractors: IntRange = Field((1, 3), description="distractors per frame: N or a range a,b")
+    depth_range: FloatPair = Field((0.3, 0.7), description="near,far distance of the boxes from the camera (m): large in the frame")
+    batch_size: int = Field(8, ge=1, description="training batch size")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate")
+    warmup_steps: int = Field(30, ge=0, description="learning-rate warm-up steps (short: the run is a few hundred steps)")
+    workers: int = Field(2, ge=1, description="rendering processes (while they render, training takes the cores left, at least one)")
     stream: bool = Field(True, description="train on the live stream (frames rendered during training) when available")
     seed: int = Field(0, ge=0, description="seed of the training frames; the test set uses seed + 1000")
     device: str = Field("cpu", description="device for training and inference (cpu, cuda)")
@@ -69,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from trainer.cli import passive_openmp_wait
+
+    passive_openmp_wait()
     report = run_demo(config_from_args(DemoConfig, args))
     log.info("report: %s", report)
     return 0
@@ -115,7 +122,8 @@ def _generate_config(config: DemoConfig, out: Path, frames: int, seed: int, layo
 
     return GenerateConfig(
         out=out, nb_frames=frames, seed=seed, layout=layout, width=config.size, height=config.size,
-        nb_distractors=config.nb_distractors, workers=config.workers,
+        nb_objects=config.nb_objects, nb_distractors=config.nb_distractors, depth_range=config.depth_range,
+        workers=config.workers,
     )
 
 
@@ -137,8 +145,8 @@ def _train(config: DemoConfig, run_dir: Path) -> StageTime:
 
     common = dict(
         out=run_dir, net="light", epochs=config.epochs, batch_size=config.batch_size, image_size=config.size,
-        resume=True, seed=config.seed, device="cuda" if config.device.startswith("cuda") else "cpu",
-        save_every=50, val_fraction=0.0,
+        lr=config.lr, warmup_steps=config.warmup_steps, resume=True, seed=config.seed,
+        device="cuda" if config.device.startswith("cuda") else "cpu", save_every=50, val_fraction=0.0,
     )
     data = _generate_config(config, config.out / "train", config.train_frames, config.seed, "shards")
     start = time.perf_counter()

@@ -16,7 +16,8 @@ from dope_stream.reader import open_dataset
 from dope_stream.stream.session import disconnect
 from trainer.checkpoint import list_checkpoints, load_model, read_checkpoint
 from trainer.config import TrainConfig
-from trainer.loop import decode_keypoints, train
+from trainer.loop import choose_threads, decode_keypoints, train
+from trainer.streaming import busy_renderer_cpus
 
 CLASS = "003_cracker_box"
 
@@ -132,7 +133,7 @@ def test_stream_trains_on_frames_rendered_during_the_run(tmp_path):
     (tmp_path / "stream.yaml").write_text(stream_config.to_yaml())
     config = TrainConfig(
         stream=tmp_path / "stream.yaml", net="light", stages=1, epochs=2, batch_size=4, image_size=64,
-        out=tmp_path / "run", workers=0, amp=False,
+        out=tmp_path / "run", workers=1, amp=False,  # a spawned loader process: the source must pickle
     )
     try:
         summary = train(config)
@@ -145,3 +146,15 @@ def test_stream_trains_on_frames_rendered_during_the_run(tmp_path):
     assert len(open_dataset([tmp_path / "streamed"])) == 8  # complete, readable shards
     _, meta = load_model(tmp_path / "run")
     assert meta.class_name == CLASS and meta.cuboid == target_cuboids(stream_config)[CLASS]
+    assert busy_renderer_cpus(stream_config) == 0  # every shard on disk: later epochs render nothing
+
+
+@pytest.mark.parametrize(
+    ("threads", "device", "renderers", "world_size", "expected"),
+    [(0, "cpu", 0, 1, 4), (0, "cpu", 2, 1, 2), (0, "cpu", 6, 1, 1), (0, "cpu", 0, 2, 2), (3, "cpu", 2, 1, 3), (0, "cuda", 0, 1, None)],
+)
+def test_threads_leave_the_renderers_their_cores(monkeypatch, threads, device, renderers, world_size, expected):
+    monkeypatch.setattr("trainer.loop.available_cores", lambda: 4)
+    monkeypatch.setenv("WORLD_SIZE", str(world_size))
+    config = TrainConfig(data=[Path("unused")], threads=threads)
+    assert choose_threads(config, torch.device(device), renderers) == expected

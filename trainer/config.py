@@ -41,6 +41,7 @@ class TrainConfig(ConfigModel):
     channels_last: bool = Field(True, description="channels-last memory layout")
     out: Path = Field(Path("out/train"), description="run folder: checkpoints, TensorBoard logs")
     workers: int = Field(2, ge=0, description="data-loading worker processes per training process")
+    threads: int = Field(0, ge=0, description="CPU training: torch threads (0: the cores not taken by --stream's renderer processes, re-chosen each epoch)")
     resume: bool = Field(False, description="continue from the latest checkpoint in --out")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="training device (torchrun: each rank takes cuda:LOCAL_RANK)")
     seed: int = Field(0, ge=0, description="random seed (initialisation, data order, augmentation)")

@@ -9,11 +9,14 @@ DataLoader workers itself. One pass over its `nb_frames` frames is one epoch (or
 
 from __future__ import annotations
 
+import functools
 import logging
+from pathlib import Path
 
 from dope_stream.config import GenerateConfig
 from dope_stream.errors import DopeError
 from dope_stream.reader import open_dataset
+from dope_stream.writers import shard_name, shard_ranges
 from trainer.config import TrainConfig
 from trainer.data import FrameEncoder, IterableSource, MapDataset
 
@@ -34,12 +37,26 @@ def stream_plan(config: TrainConfig, dist):
     if class_name not in frames.cuboids:
         raise DopeError(f"option 'object': class {class_name!r} is not rendered by {config.stream} (classes: {', '.join(classes)})")
     encoder = FrameEncoder(encoder_settings(config, class_name, "m", train=True))
-    # RayFrameDataset already gives each rank and worker its own frames.
-    source = IterableSource(lambda: frames, encoder, rank=0, world_size=1, split=False)
+    # RayFrameDataset already gives each rank and worker its own frames. `partial(iter, ...)` (not a
+    # lambda) pickles into spawned DataLoader workers.
+    source = IterableSource(functools.partial(iter, frames), encoder, rank=0, world_size=1, split=False)
     source.frames_per_epoch = config.stream_frames_per_epoch or generate_config.nb_frames
     validation = None
     if config.val_data:
         samples = open_dataset(config.val_data, config.unit)
         validation = MapDataset(samples, FrameEncoder(encoder_settings(config, class_name, samples.unit, train=False)))
     log.info("streaming %s: %d frames per epoch into %s", class_name, source.frames_per_epoch, generate_config.out)
-    return DataPlan(source, None, validation, class_name, frames.cuboids[class_name])
+    renderers = functools.partial(busy_renderer_cpus, generate_config)
+    return DataPlan(source, None, validation, class_name, frames.cuboids[class_name], renderers)
+
+
+def busy_renderer_cpus(generate_config: GenerateConfig) -> int:
+    """CPU renderer processes the next pass runs: none once every shard is on disk (read back) or
+    when the actors render on GPUs."""
+    from dope_stream.stream.frames import plan_actors
+
+    out = Path(generate_config.out)
+    if all((out / shard_name(k)).is_file() for k in range(len(shard_ranges(generate_config)))):
+        return 0
+    plan = plan_actors(generate_config)
+    return 0 if plan.num_gpus > 0 else plan.count
