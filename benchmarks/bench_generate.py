@@ -6,7 +6,7 @@ write) and (2) end-to-end `generate()` throughput with 1 and 2 worker processes,
 the reference generator's 5.2 s per image (NVISII path tracing on a GPU). Target: 40 images/s with
 2 workers on the 2-core machine.
 
-    python benchmarks/bench_generate.py [--frames 120] [--size 512] [--image_format jpg]
+    python benchmarks/bench_generate.py [--frames 120] [--size 512] [--image_format jpg] [--spp 4]
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ REFERENCE_SECONDS_PER_IMAGE = 5.2
 TARGET_IMAGES_PER_SECOND = 40.0
 
 
-def bench_config(out: Path, frames: int, size: int, image_format: str, workers: int = 1) -> GenerateConfig:
+def bench_config(out: Path, frames: int, size: int, image_format: str, workers: int = 1, spp: int = 4) -> GenerateConfig:
     return GenerateConfig(
         out=out, nb_frames=frames, width=size, height=size, nb_objects=10, nb_distractors=20,
-        image_format=image_format, workers=workers, frames_per_shard=50,
+        image_format=image_format, workers=workers, frames_per_shard=50, spp=spp,
     )
 
 
@@ -70,11 +70,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120, help="frames of the long end-to-end run")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--image_format", default="jpg", choices=("jpg", "png"))
+    parser.add_argument("--spp", type=int, default=4, help="raster anti-aliasing samples (1: no MSAA pass)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        stages = stage_times(bench_config(root / "stages", 50, args.size, args.image_format), 50)
+        stages = stage_times(bench_config(root / "stages", 50, args.size, args.image_format, spp=args.spp), 50)
         print(f"\nper-frame stages, one process, {args.size}x{args.size}, 10 targets + 20 distractors, {args.image_format}:")
         for name, seconds in stages.items():
             print(f"  {name:<9} {seconds * 1000:7.1f} ms")
@@ -83,8 +84,8 @@ def main() -> None:
         print(f"\nend to end (generate(), {args.frames} frames):")
         print(f"  {'workers':>7} {'wall s':>8} {'images/s':>9} {'steady images/s':>16} {'x reference':>12} {'of target':>10}")
         for workers in (1, 2):
-            short = timed_generate(bench_config(root / f"short{workers}", short_frames, args.size, args.image_format, workers))
-            long = timed_generate(bench_config(root / f"long{workers}", args.frames, args.size, args.image_format, workers))
+            short = timed_generate(bench_config(root / f"short{workers}", short_frames, args.size, args.image_format, workers, args.spp))
+            long = timed_generate(bench_config(root / f"long{workers}", args.frames, args.size, args.image_format, workers, args.spp))
             rate = args.frames / long
             steady = (args.frames - short_frames) / max(long - short, 1e-9)
             print(

@@ -214,8 +214,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, model: type[ConfigMode
     parser.add_argument("--config", type=Path, default=None, help="YAML file with any of the options below")
     for name, field in model.model_fields.items():
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        default = field.get_default(call_default_factory=True)
-        help_text = f"{field.description} (default: {_show_default(default)})"
+        help_text = f"{field.description} ({_default_text(field)})"
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         annotation = field.annotation
         if annotation is bool:
@@ -231,6 +230,21 @@ def config_from_args(model: type[T], args: argparse.Namespace) -> T:
         if isinstance(value, str) and value.lower() in ("none", "null") and _is_optional(model, name):
             overrides[name] = None
     return model.load(getattr(args, "config", None), overrides)
+
+
+def _default_text(field: Any) -> str:
+    if field.is_required():
+        return "required"
+    return f"default: {_show_default(field.get_default(call_default_factory=True))}"
+
+
+def options_markdown(model: type[ConfigModel]) -> str:
+    """The option table of a command, as the README shows it (tests keep the README in step)."""
+    rows = ["| option | default | meaning |", "| --- | --- | --- |"]
+    for name, field in model.model_fields.items():
+        default = "required" if field.is_required() else _show_default(field.get_default(call_default_factory=True))
+        rows.append(f"| `--{name}` | `{default}` | {field.description} |")
+    return "\n".join(rows)
 
 
 def _show_default(value: Any) -> str:
