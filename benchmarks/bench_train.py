@@ -19,10 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+from trainer.cli import passive_openmp_wait
 
-from trainer.loop import stage_losses
-from trainer.networks import build_network, count_parameters
+passive_openmp_wait()  # as `dope train` runs (set before torch loads OpenMP)
+
+import torch  # noqa: E402
+
+from trainer.loop import stage_losses  # noqa: E402
+from trainer.networks import build_network, count_parameters  # noqa: E402
 
 
 class StepTimer:
@@ -103,7 +107,10 @@ def main() -> None:
     parser.add_argument("--stream", type=Path, help="GenerateConfig YAML for the combined generate-and-train run")
     parser.add_argument("--stream-steps", type=int, default=20)
     parser.add_argument("--stream-workers", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default, one per core)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.stream:
         stream_run(args.stream, args.stream_steps, args.size, args.batch, args.stream_workers)
         return

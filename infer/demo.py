@@ -38,8 +38,8 @@ class DemoConfig(ConfigModel):
     """`dope demo`: generate -> train -> infer -> evaluate on the built-in cracker box."""
 
     out: Path = Field(Path("out/demo"), description="output folder (report.md, data, run, predictions)")
-    train_frames: int = Field(500, ge=16, description="frames rendered for training (one epoch; later epochs read them back)")
-    epochs: int = Field(8, ge=1, description="training epochs")
+    train_frames: int = Field(600, ge=16, description="frames rendered for training (one epoch; later epochs read them back)")
+    epochs: int = Field(10, ge=1, description="training epochs")
     test_frames: int = Field(40, ge=1, description="frames of the test set (rendered with seed + 1000)")
     size: int = Field(192, ge=64, le=1024, description="rendered frame width = height = training crop (a multiple of 8)")
     nb_objects: IntRange = Field((1, 1), description="cracker boxes per frame: N or a range a,b")

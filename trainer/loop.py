@@ -293,7 +293,8 @@ def steps_per_epoch(plan: DataPlan, config: TrainConfig, world_size: int) -> int
     frames = config.stream_frames_per_epoch or plan.train.frames_per_epoch
     if frames is None:
         raise DopeError("option 'stream_frames_per_epoch': needed for remote shards (their length is unknown)")
-    return math.ceil(frames / (config.batch_size * world_size))
+    # drop_last: an iterable epoch is the number of full batches its frames make
+    return max(1, frames // (config.batch_size * world_size))
 
 
 def train(config: TrainConfig) -> TrainSummary:
@@ -378,8 +379,8 @@ def train(config: TrainConfig) -> TrainSummary:
             if step % config.save_every == 0 or step >= total_steps:
                 checkpoint(epoch, samples_done)
                 tick = time.perf_counter()  # writing a checkpoint is not waiting for data
-            if step >= total_steps or (plan.sampler is None and step % per_epoch == 0):
-                break  # iterable sources (the stream) have no end: an epoch is per_epoch steps
+            if step >= total_steps or (plan.sampler is None and samples_done >= per_epoch * config.batch_size):
+                break  # iterable sources (remote shards) may not end: an epoch is per_epoch steps
         if progress is not None:
             progress.close()
         if plan.sampler is not None and samples_done < plan.sampler.num_samples:
