@@ -28,7 +28,7 @@ REFERENCE_SECONDS_PER_IMAGE = 5.2
 TARGET_IMAGES_PER_SECOND = 40.0
 
 
-def bench_config(out: Path, frames: int, size: int, image_format: str, workers: int = 1, spp: int = 4) -> GenerateConfig:
+def bench_config(out: Path, frames: int, size: int, image_format: str, workers: int = 1, spp: int | None = None) -> GenerateConfig:
     return GenerateConfig(
         out=out, nb_frames=frames, width=size, height=size, nb_objects=10, nb_distractors=20,
         image_format=image_format, workers=workers, frames_per_shard=50, spp=spp,
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120, help="frames of the long end-to-end run")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--image_format", default="jpg", choices=("jpg", "png"))
-    parser.add_argument("--spp", type=int, default=4, help="raster anti-aliasing samples (1: no MSAA pass)")
+    parser.add_argument("--spp", type=int, default=None, help="raster anti-aliasing samples (default: the config default, 1)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:

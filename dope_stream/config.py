@@ -22,6 +22,10 @@ from .errors import DopeError
 
 PACKAGE_ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_OBJECT = PACKAGE_ASSETS / "objects" / "003_cracker_box" / "model.obj"
+# Per-backend samples per pixel when `spp` is not given. Raster: no MSAA, because on llvmpipe the
+# anti-aliasing pass costs ~15 ms of a ~35 ms frame and 1 sample is what reaches 40+ images/s with 2
+# workers (benchmarks/bench_generate.py); pathtrace: 4 path samples, which OIDN denoises cleanly.
+DEFAULT_SPP = {"raster": 1, "pathtrace": 4}
 
 
 def _parse_range(value: Any) -> tuple[int, int]:
@@ -150,10 +154,11 @@ class GenerateConfig(ConfigModel):
     height: int = Field(512, ge=16, le=8192, description="image height in pixels")
     fov: float = Field(60.0, gt=1, lt=170, description="horizontal field of view in degrees")
     intrinsics: FloatQuad | None = Field(None, description="fx,fy,cx,cy in pixels (overrides fov)")
-    spp: int = Field(
-        4, ge=1, le=4096,
-        description="samples per pixel (raster: anti-aliasing samples, MSAA edges; pathtrace: path samples). "
-        "raster on a CPU: any spp > 1 costs about 15 ms more per 512x512 frame than 1 (1 reaches ~1.4x the images/s)",
+    spp: int | None = Field(
+        None, ge=1, le=4096,
+        description="samples per pixel; none: each backend's default (raster: 1, pathtrace: 4). raster: MSAA "
+        "anti-aliasing samples (on a CPU any spp > 1 costs about 15 ms more per 512x512 frame; 1 gives ~1.4x "
+        "the images/s); pathtrace: path samples, denoised",
     )
     mesh_error: float = Field(
         0.003, ge=0, lt=1,
@@ -194,6 +199,10 @@ class GenerateConfig(ConfigModel):
         32, ge=1, description="Ray: most frames rendered ahead of each consumer (renderers pause when it is full)"
     )
     shuffle_buffer: int = Field(0, ge=0, description="Ray stream dataset: frames mixed before yielding (0: arrival order)")
+
+    def spp_for(self, renderer: str) -> int:
+        """Samples per pixel for a frame drawn by `renderer` (with renderer=mix, each frame's own)."""
+        return self.spp if self.spp is not None else DEFAULT_SPP[renderer]
 
     @model_validator(mode="after")
     def _check_classes(self) -> "GenerateConfig":

@@ -150,7 +150,7 @@ def sample_scene(config: "GenerateConfig", assets: "AssetLibrary", index: int) -
     if assets.backgrounds and photo_draw < config.photo_background:
         keys = list(assets.backgrounds)
         background = Background("photo", keys[int(photo_choice * len(keys))])
-    return SceneSpec(index, intrinsics, tuple(instances), lighting, background, config.spp, renderer, config.denoise)
+    return SceneSpec(index, intrinsics, tuple(instances), lighting, background, config.spp_for(renderer), renderer, config.denoise)
 
 
 def _sample_targets(
