@@ -17,7 +17,6 @@ import argparse
 import importlib.util
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import cv2
 import numpy as np
 from pydantic import Field, field_validator
 
+from dope_stream.atomic import write_atomically
 from dope_stream.config import PACKAGE_ASSETS, ConfigModel, FloatPair, IntRange, add_config_arguments, config_from_args
 
 log = logging.getLogger(__name__)
@@ -183,10 +183,7 @@ def write_overlay_grid(overlays: list[Path], path: Path, count: int = 12) -> Pat
         return None
     tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % GRID_COLUMNS)
     rows = [np.hstack(tiles[i : i + GRID_COLUMNS]) for i in range(0, len(tiles), GRID_COLUMNS)]
-    tmp = path.with_name(".tmp" + path.suffix)
-    cv2.imwrite(str(tmp), np.vstack(rows))
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, lambda tmp: cv2.imwrite(str(tmp), np.vstack(rows)))
 
 
 def write_report(config: DemoConfig, metrics: dict, times: list[StageTime], grid: Path | None) -> Path:
@@ -214,8 +211,6 @@ def write_report(config: DemoConfig, metrics: dict, times: list[StageTime], grid
         lines += ["## Detections on the test set", "", f"![overlays]({grid.name})", ""]
     lines += ["Full numbers: `metrics.json`; per-image predictions and overlays: `predictions/`.", ""]
     path = config.out / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_text("\n".join(lines)))
     (config.out / "stages.json").write_text(json.dumps([t.__dict__ for t in times], indent=1))
     return path

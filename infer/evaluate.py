@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
+from dope_stream.atomic import write_atomically
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Pose
 from dope_stream.reader import canonical_annotation, parse_json
@@ -186,7 +186,9 @@ def annotation_files(folder: Path, option: str) -> dict[str, Path]:
     """Image stem -> JSON path for every annotation in a folder (recursively, manifest excluded)."""
     if not folder.is_dir():
         raise DopeError(f"{option} {folder}: not a folder")
-    files = {p.stem: p for p in sorted(folder.rglob("*.json")) if p.name != "manifest.json" and p.name != "metrics.json"}
+    # Hidden files are write_atomically's temporaries (left behind only by a killed run).
+    skipped = ("manifest.json", "metrics.json")
+    files = {p.stem: p for p in sorted(folder.rglob("*.json")) if p.name not in skipped and not p.name.startswith(".")}
     if not files:
         raise DopeError(f"{option} {folder}: no JSON files")
     return files
@@ -224,11 +226,7 @@ def evaluate_folders(
 
 def write_metrics(metrics: dict, out_dir: Path) -> tuple[Path, Path]:
     """metrics.json and accuracy_curve.png in out_dir (atomically)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path = out_dir / "metrics.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, json_path)
+    json_path = write_atomically(out_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     return json_path, plot_accuracy_curve(metrics, out_dir / "accuracy_curve.png")
 
 
@@ -249,10 +247,8 @@ def plot_accuracy_curve(metrics: dict, path: Path) -> Path:
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    figure.savefig(tmp, dpi=120)
+    write_atomically(path, lambda tmp: figure.savefig(tmp, dpi=120))
     plt.close(figure)
-    os.replace(tmp, path)
     return path
 
 

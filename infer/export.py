@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from dope_stream.atomic import write_atomically
 
 from .detector import NetworkInfo
 from .loading import ONNX_METADATA_KEY
@@ -48,22 +49,22 @@ def export_onnx(
     wrapped = last_stage_module(model.cpu().eval())
     example = torch.zeros(1, 3, height, width)
     dynamic_axes = {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "rows", 3: "cols"}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deprecated but needs no extra package (the dynamo one needs onnxscript).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
-        torch.onnx.export(
-            wrapped, (example,), str(tmp), dynamo=False, input_names=["input"], output_names=["output"],
-            dynamic_axes=dynamic_axes if dynamic else None, opset_version=opset,
-        )
-    proto = onnx.load(str(tmp))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(info.to_dict())
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated but needs no extra package (the dynamo one needs onnxscript).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+            torch.onnx.export(
+                wrapped, (example,), str(tmp), dynamo=False, input_names=["input"], output_names=["output"],
+                dynamic_axes=dynamic_axes if dynamic else None, opset_version=opset,
+            )
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(info.to_dict())
+        onnx.save(proto, str(tmp))
+
+    return write_atomically(path, write)
 
 
 def max_abs_difference(model, onnx_path: Path, width: int, height: int, seed: int = 0) -> float:

@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from dope_stream.atomic import write_atomically
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Intrinsics
 
@@ -150,19 +151,13 @@ def prediction_json(detections: list[Detection], intrinsics: Intrinsics) -> dict
     return {"camera_data": intrinsics.to_json(), "objects": [d.to_json(i) for i, d in enumerate(detections)]}
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _save_frame(out: Path, stem: str, image_rgb: np.ndarray, detections: list[Detection], intrinsics: Intrinsics,
                 detector: Detector, png: bool = True) -> np.ndarray:
     overlay = draw_detections(image_rgb, detections, intrinsics, 0.5 * max(detector.info.cuboid.extent))
     if png:
-        _write_atomic(out / f"{stem}.png", lambda p: cv2.imwrite(str(p), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)))
+        write_atomically(out / f"{stem}.png", lambda p: cv2.imwrite(str(p), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)))
     # JSON last: its presence marks the frame as done for --resume.
-    _write_atomic(out / f"{stem}.json", lambda p: p.write_text(json.dumps(prediction_json(detections, intrinsics), indent=1)))
+    write_atomically(out / f"{stem}.json", lambda p: p.write_text(json.dumps(prediction_json(detections, intrinsics), indent=1)))
     return overlay
 
 

@@ -10,13 +10,13 @@ rank), `step` (optimizer steps so far), `rng` (torch CPU RNG state), `config` (t
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from dope_stream.atomic import write_atomically
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Cuboid
 from trainer.networks import NORMALIZATIONS, STRIDE, build_network
@@ -55,10 +55,7 @@ class ModelMeta:
 
 
 def save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:

@@ -43,6 +43,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import Field, ValidationError
 
+from dope_stream.atomic import write_atomically
 from dope_stream.assets import MESH_SUFFIXES, list_files
 from dope_stream.config import ConfigModel, GenerateConfig, describe_validation_error, read_yaml
 from dope_stream.errors import DopeError
@@ -299,10 +300,7 @@ def plan_run(layers: list[Layer], env: Environment) -> RunPlan:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def run_plan(plan: RunPlan) -> Path | None:
