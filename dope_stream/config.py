@@ -167,6 +167,11 @@ class GenerateConfig(ConfigModel):
         "0.01); 0 keeps meshes as they are. Cuboids always come from the full mesh",
     )
     depth_range: FloatPair = Field((0.35, 1.2), description="near,far distance of target centres from the camera (m)")
+    max_rotation: float = Field(
+        180.0, gt=0, le=180,
+        description="targets: largest angle (degrees) away from upright with the model's +x face toward the camera "
+        "(z-up models, as YCB's); 180: all orientations, uniformly. Smaller suits constrained set-ups and short training",
+    )
     hdri: Path = Field(PACKAGE_ASSETS / "hdri", description="folder of equirectangular .hdr/.exr maps")
     backgrounds: Path | None = Field(PACKAGE_ASSETS / "backgrounds", description="folder of background photos; none: HDR backgrounds only")
     distractors: Path | None = Field(

@@ -173,6 +173,17 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     return Rotation.random(random_state=rng).as_matrix()
 
 
+def rotation_near(rng: np.random.Generator, reference: np.ndarray, max_angle_deg: float) -> np.ndarray:
+    """`reference` turned by an angle uniform in [0, max_angle_deg] about a uniformly drawn axis
+    (applied in the reference's outer frame); max_angle_deg >= 180 is exactly `random_rotation`."""
+    if max_angle_deg >= 180.0:
+        return random_rotation(rng)
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = np.radians(rng.uniform(0.0, max_angle_deg))
+    return Rotation.from_rotvec(angle * axis).as_matrix() @ reference
+
+
 # --- keypoint-map coordinates -------------------------------------------------------------------
 # Map cell j covers input pixels [stride*j, stride*j + stride - 1]; its centre lies at pixel
 # stride*j + (stride - 1) / 2. A keypoint at pixel u therefore sits at map coordinate

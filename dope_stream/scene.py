@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .geometry import Intrinsics, Pose, random_rotation
+from .geometry import Intrinsics, Pose, random_rotation, rotation_near
 
 if TYPE_CHECKING:
     from .assets import AssetLibrary, MeshAsset
@@ -94,6 +94,10 @@ PROCEDURAL_PHOTO_TEXTURE = 0.4  # probability that a procedural distractor wears
 HDRI_INTENSITY = (0.5, 2.0)  # log-uniform multiplier of the environment's radiance
 CAMERA_PITCH_DOWN_DEG = (0.0, 60.0)  # how far the camera looks down from the horizon
 CAMERA_ROLL_DEG = (-15.0, 15.0)
+# Reference orientation of targets for `max_rotation` < 180: a z-up model (the YCB convention)
+# standing upright in the image (model +z to image up, camera -y) with its +x face toward the camera
+# (camera -z), so model +y points to image right. Columns: the model axes in camera coordinates.
+UPRIGHT_FACING_CAMERA = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
 DISTRACTOR_VIEW_MARGIN = 0.15  # distractor centres may lie this share of the image size outside it
 
 # Camera frame (x right, y down, z forward) -> environment world frame (y up) for a camera looking at
@@ -163,7 +167,8 @@ def _sample_targets(
         class_name = classes[int(rng.integers(len(classes)))]
         mesh_key = assets.targets[class_name]
         # The cuboid centre (not the model origin) projects inside the image: at least partly in view.
-        pose = _place(rng, intrinsics, config.depth_range, assets.meshes[mesh_key].cuboid.center, margin=0.0)
+        rotation = rotation_near(rng, UPRIGHT_FACING_CAMERA, config.max_rotation)
+        pose = _place(rng, intrinsics, config.depth_range, assets.meshes[mesh_key].cuboid.center, margin=0.0, rotation=rotation)
         material = Material(
             color=tuple(float(c) for c in rng.uniform(0.8, 1.0, 3)),  # mild tint of the texture
             roughness=float(rng.uniform(0.35, 0.8)),
@@ -219,10 +224,12 @@ def _place(
     depth_range: tuple[float, float],
     center_model: tuple[float, float, float] | np.ndarray,
     margin: float,
+    rotation: np.ndarray | None = None,
 ) -> Pose:
-    """A uniformly rotated pose whose `center_model` point projects to a uniform pixel of the image
-    (grown by `margin` of its size) at a uniform distance in `depth_range` from the camera."""
-    rotation = random_rotation(rng)
+    """A pose (uniformly rotated unless `rotation` is given) whose `center_model` point projects to a
+    uniform pixel of the image (grown by `margin` of its size) at a uniform distance in `depth_range`
+    from the camera."""
+    rotation = random_rotation(rng) if rotation is None else rotation
     u = rng.uniform(-margin, 1.0 + margin) * intrinsics.width - 0.5
     v = rng.uniform(-margin, 1.0 + margin) * intrinsics.height - 0.5
     distance = rng.uniform(*depth_range)

@@ -119,3 +119,34 @@ def test_unknown_network():
 def test_missing_vgg_weights_file(tmp_path):
     with pytest.raises(DopeError, match="does not exist"):
         build_network("dope", pretrained=True, vgg_weights=tmp_path / "vgg19.pth")
+
+
+def _unfolded_light_forward(model, x: torch.Tensor) -> torch.Tensor:
+    """The light network's last belief map computed through the original (unfolded) early layers."""
+    from torch.nn import functional as F
+
+    from trainer.networks import LITE0_EARLY_BLOCKS
+
+    h = model.levels[0][:LITE0_EARLY_BLOCKS](model.stem(x))
+    pyramid = []
+    for index, level in enumerate(model.levels):
+        h = level[LITE0_EARLY_BLOCKS:](h) if index == 0 else level(h)
+        pyramid.append(h)
+    size = pyramid[0].shape[-2:]
+    up = [pyramid[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pyramid[1:]]
+    features = stage_input = model.fuse(torch.cat(up, dim=1))
+    for stage in model.stages:
+        belief, affinity = stage(stage_input)
+        stage_input = torch.cat([features, torch.sigmoid(belief), affinity], dim=1)
+    return belief
+
+
+def test_folded_early_layers_equal_the_original_and_follow_weight_changes():
+    torch.manual_seed(0)
+    model = build_network("light", pretrained=True).eval()
+    x = torch.randn(1, 3, 72, 96)  # odd map sizes exercise the asymmetric stride-2 padding
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, logits=True)[-1][0], _unfolded_light_forward(model, x), atol=2e-4, rtol=1e-4)
+        # An in-place change of a frozen weight (as load_state_dict makes) rebuilds the folded copy.
+        model.stem[1].running_var.mul_(4.0)
+        torch.testing.assert_close(model(x, logits=True)[-1][0], _unfolded_light_forward(model, x), atol=2e-4, rtol=1e-4)

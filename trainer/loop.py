@@ -87,7 +87,7 @@ def setup_distributed(device_option: str) -> Distributed:
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if not config.amp:
+    if not config.amp or (device.type == "cpu" and not config.cpu_bf16):
         return None
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
