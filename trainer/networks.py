@@ -268,6 +268,9 @@ class LightNetwork(nn.Module):
         self.levels = nn.ModuleList(
             nn.Sequential(*backbone._blocks[start:end]) for start, (end, _) in zip(starts, LITE0_LEVELS)
         )
+        for block in backbone._blocks:
+            # In place: each activation follows a batch norm, whose backward does not need its output.
+            block._swish = nn.ReLU6(inplace=True)
         self.fuse = nn.Sequential(
             nn.Conv2d(sum(channels for _, channels in LITE0_LEVELS), width, 1, bias=False),
             nn.BatchNorm2d(width),
@@ -305,6 +308,19 @@ class LightNetwork(nn.Module):
             self._folded_cache = (key, folded)
         return self._folded_cache[1]
 
+    def _fuse_pyramid(self, pyramid: list[torch.Tensor]) -> torch.Tensor:
+        """`fuse` (1x1 conv, BN, ReLU) of the concatenated stride-8 and upsampled stride-16/32 maps,
+        computed as the sum of each level's share of the 1x1 convolution, upsampled after it (both
+        are linear, so the result is the same): the convolution then runs on 96 instead of 472
+        channels at stride 8, and the deeper levels at their own, smaller resolutions."""
+        conv, batch_norm, activation = self.fuse
+        weights = torch.split(conv.weight, [p.shape[1] for p in pyramid], dim=1)
+        size = pyramid[0].shape[-2:]  # stride 8
+        total = F.conv2d(pyramid[0], weights[0])
+        for level, weight in zip(pyramid[1:], weights[1:]):
+            total = total + F.interpolate(F.conv2d(level, weight), size=size, mode="bilinear", align_corners=False)
+        return activation(batch_norm(total))
+
     def forward(self, x: torch.Tensor, logits: bool = False) -> Stages:
         if self.frozen_early or not (self.training or torch.is_grad_enabled()):
             with torch.no_grad():
@@ -315,9 +331,7 @@ class LightNetwork(nn.Module):
         for index, level in enumerate(self.levels):
             x = level[LITE0_EARLY_BLOCKS:](x) if index == 0 else level(x)
             pyramid.append(x)
-        size = pyramid[0].shape[-2:]  # stride 8
-        upsampled = [pyramid[0]] + [F.interpolate(p, size=size, mode="bilinear", align_corners=False) for p in pyramid[1:]]
-        features = self.fuse(torch.cat(upsampled, dim=1))
+        features = self._fuse_pyramid(pyramid)
         outputs: Stages = []
         stage_input = features
         for stage in self.stages:
