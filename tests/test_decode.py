@@ -124,3 +124,15 @@ def test_a_keypoint_just_outside_the_image_gives_no_peak():
     peaks = find_peaks(belief, 8, DecodeSettings())
     assert len(peaks[0].uv) == 0 and len(peaks[1].uv) == 0
     np.testing.assert_allclose(peaks[2].uv, [uv[2]], atol=0.05)
+
+
+def test_detector_input_is_the_normalised_rgb_image():
+    from infer.detector import Detector, NetworkInfo
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    detector = Detector(_PerfectBackend(np.zeros((9, 2)), (64, 48)), NetworkInfo("test", "box", CUBOID, mean, std))
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    batch = detector.preprocess(image, (64, 48))
+    expected = (image.astype(np.float64) / 255.0 - mean) / std  # (H, W, 3), channels in RGB order
+    assert batch.shape == (1, 3, 48, 64) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch[0].transpose(1, 2, 0), expected, atol=1e-5)
