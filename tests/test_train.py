@@ -16,7 +16,7 @@ from dope_stream.reader import open_dataset
 from dope_stream.stream.session import disconnect
 from trainer.checkpoint import list_checkpoints, load_model, read_checkpoint
 from trainer.config import TrainConfig
-from trainer.loop import choose_threads, decode_keypoints, train
+from trainer.loop import autocast_dtype, choose_threads, decode_keypoints, train
 from trainer.streaming import busy_renderer_cpus
 
 CLASS = "003_cracker_box"
@@ -158,3 +158,21 @@ def test_threads_leave_the_renderers_their_cores(monkeypatch, threads, device, r
     monkeypatch.setenv("WORLD_SIZE", str(world_size))
     config = TrainConfig(data=[Path("unused")], threads=threads)
     assert choose_threads(config, torch.device(device), renderers) == expected
+
+
+@pytest.mark.parametrize(
+    ("amp", "cpu_bf16", "device", "expected"),
+    [(True, False, "cpu", None), (True, True, "cpu", torch.bfloat16), (False, True, "cpu", None), (False, False, "cuda", None)],
+)
+def test_mixed_precision_on_cpu_only_when_asked(amp, cpu_bf16, device, expected):
+    config = TrainConfig(data=[Path("unused")], amp=amp, cpu_bf16=cpu_bf16)
+    assert autocast_dtype(config, torch.device(device)) == expected
+
+
+def test_cpu_bf16_training_steps_run_and_lower_the_loss(rendered, tmp_path):
+    config = TrainConfig(
+        data=[rendered], val_data=[rendered], net="light", epochs=12, batch_size=8, lr=3e-3, image_size=128,
+        out=tmp_path, workers=0, augment=False, warmup_steps=2, cpu_bf16=True, save_every=1000,
+    )
+    summary = train(config)
+    assert np.mean(summary.losses[-3:]) < summary.losses[0] / 2, summary.losses
