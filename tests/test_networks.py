@@ -150,3 +150,7 @@ def test_folded_early_layers_equal_the_original_and_follow_weight_changes():
         # An in-place change of a frozen weight (as load_state_dict makes) rebuilds the folded copy.
         model.stem[1].running_var.mul_(4.0)
         torch.testing.assert_close(model(x, logits=True)[-1][0], _unfolded_light_forward(model, x), atol=2e-4, rtol=1e-4)
+        # So does moving the weights (as .to(device) does): a stale copy would fail on float64 input.
+        model.double()
+        x = x.double()
+        torch.testing.assert_close(model(x, logits=True)[-1][0], _unfolded_light_forward(model, x), atol=1e-6, rtol=1e-6)
