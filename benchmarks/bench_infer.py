@@ -4,8 +4,8 @@ and PnP included.
 Every figure is a whole `Detector.detect` call (resize, normalise, network, decode, PnP) on a
 640x480 image. Untrained weights find no objects, so the decode + PnP cost of a busy frame (three
 objects with all keypoints, from ground-truth maps) is measured separately and added for the
-"busy frame" column. A last `light` row runs the network on the image downscaled to height 400, as
-the DOPE reference suggests (400-500).
+"busy frame" column. `light` also runs int8-quantised (`dope export --int8`), and on the image
+downscaled to height 400, as the DOPE reference suggests (400-500).
 Ratios are against torch `light` at full size, measured in the same run; the target is light >= 30
 fps on the 2-core machine.
 
@@ -25,8 +25,8 @@ from scipy.spatial.transform import Rotation
 
 from dope_stream.geometry import Cuboid, Intrinsics, Pose, pixel_to_map, projected_cuboid
 from infer.decode import DecodeSettings, decode
-from infer.detector import Detector, NetworkInfo, TorchBackend
-from infer.export import export_onnx
+from infer.detector import Detector, NetworkInfo, TorchBackend, network_input
+from infer.export import export_onnx, quantize_int8
 from infer.loading import OnnxBackend
 from infer.pnp import solve_pose
 from trainer.networks import build_network
@@ -95,7 +95,12 @@ def main() -> None:
             onnx_path = export_onnx(model, info, Path(tmp) / f"{name}.onnx", WIDTH, HEIGHT)
             repeats = args.repeats if name == "light" else max(2, args.repeats // 4)
             runs = [("torch", TorchBackend(model), None), ("onnxruntime", OnnxBackend(onnx_path, args.threads), None)]
-            if name == "light":  # the same 640x480 images, downscaled for the network (Detector resizes)
+            if name == "light":
+                # int8 (speed does not depend on what the calibration images show)
+                calibration = [network_input(image, (WIDTH, HEIGHT), info.mean, info.std)]
+                int8 = quantize_int8(onnx_path, Path(tmp) / "light.int8.onnx", calibration)
+                runs.append(("onnx int8", OnnxBackend(int8, args.threads), None))
+                # the same 640x480 images, downscaled for the network (Detector resizes)
                 dynamic = export_onnx(model, info, Path(tmp) / "dynamic.onnx", WIDTH, HEIGHT, dynamic=True)
                 runs.append(("onnxruntime", OnnxBackend(dynamic, args.threads), DOWNSCALED_HEIGHT))
             for backend_name, backend, input_height in runs:

@@ -4,6 +4,9 @@ Input `input`: (1, 3, H, W) float32 RGB, normalised as (x / 255 - mean) / std wi
 mean/std. Output `output`: (1, 25, H/8, W/8), the last stage's 9 belief maps followed by its 16
 affinity maps. The model's `NetworkInfo` (class, cuboid, normalisation, stride) is stored as JSON
 in the ONNX metadata under `dope_stream`, so `dope infer --backend onnx` needs no other file.
+
+`--int8` adds onnxruntime's static int8 quantisation (QDQ: int8 weights per channel, uint8
+activations whose ranges come from calibration images); the same tensor layout and metadata.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from dope_stream.atomic import write_atomically
+from dope_stream.errors import DopeError
 
-from .detector import NetworkInfo
+from .detector import NetworkInfo, network_input
 from .loading import ONNX_METADATA_KEY
 
 log = logging.getLogger(__name__)
@@ -78,3 +82,76 @@ def max_abs_difference(model, onnx_path: Path, width: int, height: int, seed: in
         expected = last_stage_module(model.cpu().eval())(torch.from_numpy(batch)).numpy()
     belief, affinity = OnnxBackend(onnx_path)(batch)
     return float(np.abs(np.concatenate([belief, affinity])[None] - expected).max())
+
+
+CALIBRATION_IMAGES = 32  # most calibration images used: ranges settle within a few dozen frames
+
+
+def calibration_batches(folder: Path, info: NetworkInfo, width: int, height: int) -> list[np.ndarray]:
+    """Network inputs of up to CALIBRATION_IMAGES images of `folder`, spread evenly over it."""
+    from .inference import list_images, read_image
+
+    if folder is None:
+        raise DopeError("option 'calibration': --int8 needs a folder of representative images (e.g. rendered frames)")
+    images = list_images(Path(folder), option="--calibration")
+    chosen = images[:: max(1, len(images) // CALIBRATION_IMAGES)][:CALIBRATION_IMAGES]
+    return [network_input(read_image(path, option="--calibration"), (width, height), info.mean, info.std) for path in chosen]
+
+
+def quantize_int8(fp32_path: Path, path: Path, batches: list[np.ndarray]) -> Path:
+    """Static int8 (QDQ) copy of an exported model, calibrated on `batches`; written atomically."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.remaining = iter(batches)
+
+        def get_next(self):
+            batch = next(self.remaining, None)
+            return None if batch is None else {"input": batch}
+
+    metadata = {entry.key: entry.value for entry in onnx.load(str(fp32_path)).metadata_props}
+
+    def write(tmp: Path) -> None:
+        prepared = tmp.with_name(tmp.name + ".prepared.onnx")
+        root = logging.getLogger()
+        level = root.level
+        # The quantiser logs on the root logger: a line per rescaled weight channel, and a warning for
+        # the batch norm after the pyramid fusion (a 1-D weight it then quantises per tensor).
+        root.setLevel(logging.ERROR)
+        try:
+            quant_pre_process(str(fp32_path), str(prepared))
+            quantize_static(str(prepared), str(tmp), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+            prepared.unlink(missing_ok=True)
+        proto = onnx.load(str(tmp))
+        onnx.helper.set_model_props(proto, metadata)
+        onnx.save(proto, str(tmp))
+
+    return write_atomically(path, write)
+
+
+def output_difference(reference: Path, other: Path, batches: list[np.ndarray]) -> dict[str, float]:
+    """How far `other`'s output is from `reference`'s over `batches`: the largest and mean absolute
+    belief difference, and the share of belief peaks (maps whose maximum is above 0.1) that moved
+    by more than one output cell."""
+    from .loading import OnnxBackend
+
+    first, second = OnnxBackend(reference), OnnxBackend(other)
+    largest, mean, peaks, moved = 0.0, [], 0, 0
+    for batch in batches:
+        (belief_a, _), (belief_b, _) = first(batch), second(batch)
+        difference = np.abs(belief_a - belief_b)
+        largest, mean = max(largest, float(difference.max())), mean + [float(difference.mean())]
+        for map_a, map_b in zip(belief_a, belief_b):
+            if map_a.max() > 0.1:
+                peaks += 1
+                a = np.unravel_index(map_a.argmax(), map_a.shape)
+                b = np.unravel_index(map_b.argmax(), map_b.shape)
+                moved += int(max(abs(a[0] - b[0]), abs(a[1] - b[1])) > 1)
+    return {"max_belief_difference": largest, "mean_belief_difference": float(np.mean(mean)),
+            "peaks": peaks, "peaks_moved": moved}

@@ -91,25 +91,25 @@ def run_inference(config: InferConfig) -> InferenceSummary:
     return _run_images(detector, config, camera)
 
 
-def list_images(path: Path) -> list[Path]:
+def list_images(path: Path, option: str = "--images") -> list[Path]:
     if path.is_dir():
         images = sorted(
             p for p in path.iterdir()
             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.lower().endswith(LAYER_SUFFIXES)
         )
         if not images:
-            raise DopeError(f"--images {path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise DopeError(f"{option} {path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return images
     if not path.is_file():
-        raise DopeError(f"--images {path}: no such file or folder")
+        raise DopeError(f"{option} {path}: no such file or folder")
     return [path]
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, option: str = "--images") -> np.ndarray:
     """(H, W, 3) uint8 RGB."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DopeError(f"--images {path}: cannot be read as an image")
+        raise DopeError(f"{option} {path}: cannot be read as an image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -39,9 +40,13 @@ def test_export_matches_torch(light_model, tmp_path, dynamic):
         assert belief.shape == (9, 11, 17) and affinity.shape == (16, 11, 17)
 
 
-def test_dope_export_cli_prints_the_difference(light_model, tmp_path, capsys):
+def _save_checkpoint(model, path):
     meta = ModelMeta(network="light", class_name="box", cuboid=CUBOID, stages=3, input_size=64)
-    save_atomic({"meta": meta.to_dict(), "model": light_model.state_dict()}, tmp_path / "ckpt.pt")
+    save_atomic({"meta": meta.to_dict(), "model": model.state_dict()}, path)
+
+
+def test_dope_export_cli_prints_the_difference(light_model, tmp_path, capsys):
+    _save_checkpoint(light_model, tmp_path / "ckpt.pt")
     code = main(["export", "--weights", str(tmp_path / "ckpt.pt"), "--onnx", str(tmp_path / "out.onnx"),
                  "--height", "64", "--width", "96"])
     assert code == 0
@@ -55,3 +60,46 @@ def test_export_size_must_be_a_multiple_of_8(tmp_path, capsys):
     code = main(["export", "--weights", str(tmp_path / "x.pt"), "--onnx", str(tmp_path / "o.onnx"), "--height", "100"])
     assert code == 2
     assert "height" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def calibration_folder(tmp_path_factory):
+    """A few photos-like images: smooth random colour fields (plus DOPE layer files, which are skipped)."""
+    import cv2
+
+    folder = tmp_path_factory.mktemp("calibration")
+    rng = np.random.default_rng(0)
+    for index in range(6):
+        image = cv2.resize(rng.integers(0, 256, (8, 12, 3), dtype=np.uint8), (96, 64), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(folder / f"{index:06d}.jpg"), image)
+    cv2.imwrite(str(folder / "000000.seg.png"), np.zeros((64, 96), np.uint8))
+    return folder
+
+
+def test_int8_export_stays_close_to_fp32(light_model, calibration_folder, tmp_path):
+    from infer.export import calibration_batches, quantize_int8
+
+    info = NetworkInfo("light", "box", CUBOID, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    fp32 = export_onnx(light_model, info, tmp_path / "m.onnx", width=96, height=64)
+    batches = calibration_batches(calibration_folder, info, 96, 64)
+    assert len(batches) == 6 and batches[0].shape == (1, 3, 64, 96)
+    int8 = quantize_int8(fp32, tmp_path / "m.int8.onnx", batches)
+    quantized, reference = OnnxBackend(int8), OnnxBackend(fp32)
+    assert quantized.info == info  # the metadata survives quantisation
+    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(str(int8)).graph.node)
+    for batch in batches[:2]:
+        expected = np.concatenate(reference(batch))
+        got = np.concatenate(quantized(batch))
+        assert np.corrcoef(expected.ravel(), got.ravel())[0, 1] > 0.98
+        assert np.abs(got - expected).mean() < 0.1 * expected.std()
+
+
+def test_int8_export_cli_needs_calibration_images(light_model, calibration_folder, tmp_path, capsys):
+    _save_checkpoint(light_model, tmp_path / "ckpt.pt")
+    common = ["export", "--weights", str(tmp_path / "ckpt.pt"), "--onnx", str(tmp_path / "m.onnx"), "--height", "64", "--width", "96", "--int8"]
+    assert main(common) == 2
+    assert "option 'calibration'" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+    assert main(common + ["--calibration", str(tmp_path / "nothing")]) == 2
+    assert "--calibration" in capsys.readouterr().err
+    assert main(common + ["--calibration", str(calibration_folder)]) == 0
+    assert "int8:" in capsys.readouterr().out and (tmp_path / "m.int8.onnx").is_file()
