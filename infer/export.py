@@ -136,22 +136,23 @@ def quantize_int8(fp32_path: Path, path: Path, batches: list[np.ndarray]) -> Pat
 
 
 def output_difference(reference: Path, other: Path, batches: list[np.ndarray]) -> dict[str, float]:
-    """How far `other`'s output is from `reference`'s over `batches`: the largest and mean absolute
-    belief difference, and the share of belief peaks (maps whose maximum is above 0.1) that moved
-    by more than one output cell."""
+    """How far `other`'s belief maps are from `reference`'s over `batches`: the largest and mean
+    absolute difference, the belief peaks (maps whose maximum is above 0.1) and how many of them
+    moved by more than one output cell."""
     from .loading import OnnxBackend
 
     first, second = OnnxBackend(reference), OnnxBackend(other)
-    largest, mean, peaks, moved = 0.0, [], 0, 0
+    largest, means, peaks, moved = 0.0, [], 0, 0
     for batch in batches:
         (belief_a, _), (belief_b, _) = first(batch), second(batch)
         difference = np.abs(belief_a - belief_b)
-        largest, mean = max(largest, float(difference.max())), mean + [float(difference.mean())]
+        largest = max(largest, float(difference.max()))
+        means.append(float(difference.mean()))
         for map_a, map_b in zip(belief_a, belief_b):
             if map_a.max() > 0.1:
                 peaks += 1
                 a = np.unravel_index(map_a.argmax(), map_a.shape)
                 b = np.unravel_index(map_b.argmax(), map_b.shape)
                 moved += int(max(abs(a[0] - b[0]), abs(a[1] - b[1])) > 1)
-    return {"max_belief_difference": largest, "mean_belief_difference": float(np.mean(mean)),
+    return {"max_belief_difference": largest, "mean_belief_difference": float(np.mean(means)),
             "peaks": peaks, "peaks_moved": moved}
