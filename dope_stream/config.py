@@ -246,18 +246,19 @@ def config_from_args(model: type[T], args: argparse.Namespace) -> T:
     return model.load(getattr(args, "config", None), overrides)
 
 
+def _default_value(field: Any) -> str:
+    return "required" if field.is_required() else _show_default(field.get_default(call_default_factory=True))
+
+
 def _default_text(field: Any) -> str:
-    if field.is_required():
-        return "required"
-    return f"default: {_show_default(field.get_default(call_default_factory=True))}"
+    return "required" if field.is_required() else f"default: {_default_value(field)}"
 
 
 def options_markdown(model: type[ConfigModel]) -> str:
     """The option table of a command, as the README shows it (tests keep the README in step)."""
     rows = ["| option | default | meaning |", "| --- | --- | --- |"]
     for name, field in model.model_fields.items():
-        default = "required" if field.is_required() else _show_default(field.get_default(call_default_factory=True))
-        rows.append(f"| `--{name}` | `{default}` | {field.description} |")
+        rows.append(f"| `--{name}` | `{_default_value(field)}` | {field.description} |")
     return "\n".join(rows)
 
 

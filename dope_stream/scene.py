@@ -168,7 +168,7 @@ def _sample_targets(
         mesh_key = assets.targets[class_name]
         # The cuboid centre (not the model origin) projects inside the image: at least partly in view.
         rotation = rotation_near(rng, UPRIGHT_FACING_CAMERA, config.max_rotation)
-        pose = _place(rng, intrinsics, config.depth_range, assets.meshes[mesh_key].cuboid.center, margin=0.0, rotation=rotation)
+        pose = _place(rng, intrinsics, config.depth_range, assets.meshes[mesh_key].cuboid.center, 0.0, rotation)
         material = Material(
             color=tuple(float(c) for c in rng.uniform(0.8, 1.0, 3)),  # mild tint of the texture
             roughness=float(rng.uniform(0.35, 0.8)),
@@ -197,7 +197,8 @@ def _sample_distractors(
         mesh = assets.meshes[pool[int(rng.integers(len(pool)))]]
         scale = float(rng.uniform(*DISTRACTOR_SCALE_JITTER))
         center = np.asarray(mesh.cuboid.center) * scale
-        pose = _place(rng, intrinsics, config.depth_range, center, margin=DISTRACTOR_VIEW_MARGIN)
+        rotation = random_rotation(rng)
+        pose = _place(rng, intrinsics, config.depth_range, center, DISTRACTOR_VIEW_MARGIN, rotation)
         material = _distractor_material(rng, mesh, photos if use_procedural else [])
         instances.append(Instance(mesh.key, pose, material, first_id + k, None, f"distractor_{k}", scale))
     return instances
@@ -224,12 +225,10 @@ def _place(
     depth_range: tuple[float, float],
     center_model: tuple[float, float, float] | np.ndarray,
     margin: float,
-    rotation: np.ndarray | None = None,
+    rotation: np.ndarray,
 ) -> Pose:
-    """A pose (uniformly rotated unless `rotation` is given) whose `center_model` point projects to a
-    uniform pixel of the image (grown by `margin` of its size) at a uniform distance in `depth_range`
-    from the camera."""
-    rotation = random_rotation(rng) if rotation is None else rotation
+    """A `rotation`-ed pose whose `center_model` point projects to a uniform pixel of the image (grown
+    by `margin` of its size) at a uniform distance in `depth_range` from the camera."""
     u = rng.uniform(-margin, 1.0 + margin) * intrinsics.width - 0.5
     v = rng.uniform(-margin, 1.0 + margin) * intrinsics.height - 0.5
     distance = rng.uniform(*depth_range)
