@@ -80,20 +80,22 @@ def test_backgrounds_and_distractor_sources(default_assets):
     assert lights == set(default_assets.hdris)
 
 
+# Model +x toward the camera (-z), +z up (-y), +y right (+x), written here independently of scene.py.
+UPRIGHT_REFERENCE = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
+
+
+def _degrees_from_reference(rotation: np.ndarray) -> float:
+    cos = (np.trace(UPRIGHT_REFERENCE.T @ rotation) - 1) / 2
+    return float(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+
+
 def test_max_rotation_keeps_targets_near_upright_facing_the_camera(default_assets):
     config = GenerateConfig(nb_objects=(2, 2), max_rotation=30.0)
-    angles, up_in_image = [], []
-    for index in range(40):
-        for target in sample_scene(config, default_assets, index).targets:
-            rotation = target.pose.rotation
-            # The model's +z axis in camera coordinates; the camera's image-up direction is -y.
-            up_in_image.append(-rotation[1, 2])
-            # Angle from the reference: model +x toward the camera (-z), +z up (-y), +y right (+x).
-            reference = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
-            cos = (np.trace(reference.T @ rotation) - 1) / 2
-            angles.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+    rotations = [t.pose.rotation for i in range(40) for t in sample_scene(config, default_assets, i).targets]
+    angles = [_degrees_from_reference(r) for r in rotations]
     assert max(angles) <= 30.0 + 1e-6 and max(angles) > 20.0  # bounded, and the range is used
-    assert min(up_in_image) >= np.cos(np.radians(30.0)) - 1e-9
+    # The model's +z axis in camera coordinates points up in the image (camera -y).
+    assert min(-r[1, 2] for r in rotations) >= np.cos(np.radians(30.0)) - 1e-9
     # The default is every orientation: some targets lie far from the reference.
     uniform = [t.pose.rotation for i in range(20) for t in sample_scene(GenerateConfig(), default_assets, i).targets]
-    assert max(np.degrees(np.arccos(np.clip((np.trace(reference.T @ r) - 1) / 2, -1, 1))) for r in uniform) > 90.0
+    assert max(_degrees_from_reference(r) for r in uniform) > 90.0

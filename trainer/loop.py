@@ -151,16 +151,21 @@ def plan_data(config: TrainConfig, dist: Distributed) -> DataPlan:
         log.warning("no cuboid for class %s in the dataset manifest: the checkpoint will lack dimensions", class_name)
     train_encoder = FrameEncoder(encoder_settings(config, class_name, reference.unit, train=True))
     train_local, held_out = (reference, None) if config.val_data or remote else split_validation(reference, config.val_fraction, config.seed)
-    validation_samples = open_dataset(config.val_data, config.unit) if config.val_data else held_out
-    validation = None
-    if validation_samples is not None:
-        validation = MapDataset(validation_samples, FrameEncoder(encoder_settings(config, class_name, validation_samples.unit, train=False)))
+    validation = validation_set(config, class_name, held_out)
     if remote:
         source = IterableSource(functools.partial(stream_shards, remote), train_encoder, dist.rank, dist.world_size)
         return DataPlan(source, None, validation, class_name, cuboid)
     train = MapDataset(train_local, train_encoder)
     sampler = EpochSampler(train, dist.world_size, dist.rank, shuffle=True, seed=config.seed)
     return DataPlan(train, sampler, validation, class_name, cuboid)
+
+
+def validation_set(config: TrainConfig, class_name: str, held_out: LocalDataset | None = None) -> MapDataset | None:
+    """The fixed validation set: --val_data from disk, else the held-out share of the training data."""
+    samples = open_dataset(config.val_data, config.unit) if config.val_data else held_out
+    if samples is None:
+        return None
+    return MapDataset(samples, FrameEncoder(encoder_settings(config, class_name, samples.unit, train=False)))
 
 
 def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool) -> EncoderSettings:

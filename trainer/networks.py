@@ -284,23 +284,23 @@ class LightNetwork(nn.Module):
     def num_stages(self) -> int:
         return len(self.stages)
 
+    def _early(self) -> nn.Sequential:
+        """The stem and the stride-2/4/8 blocks (frozen when the encoder starts from ImageNet)."""
+        return nn.Sequential(self.stem, *self.levels[0][:LITE0_EARLY_BLOCKS])
+
     def train(self, mode: bool = True) -> "LightNetwork":
         super().train(mode)
         if self.frozen_early:  # frozen layers keep their ImageNet batch-norm statistics
-            self.stem.eval()
-            self.levels[0][:LITE0_EARLY_BLOCKS].eval()
+            self._early().eval()
         return self
-
-    def _early_tensors(self) -> list[torch.Tensor]:
-        early = [self.stem, self.levels[0][:LITE0_EARLY_BLOCKS]]
-        return [t for module in early for t in (*module.parameters(), *module.buffers())]
 
     def _folded_early(self) -> nn.Module:
         """The early layers with batch norm folded into the convolutions (exact whenever they run in
         eval mode): the batch-norm and padding passes over the largest feature maps took more than
         half of their time. Cached until a weight moves (device, dtype, layout: new storage) or is
         changed in place (the tensor's version counter), e.g. by load_state_dict."""
-        key = tuple((t.device, t.data_ptr(), t._version) for t in self._early_tensors())
+        early = self._early()
+        key = tuple((t.device, t.data_ptr(), t._version) for t in (*early.parameters(), *early.buffers()))
         if self._folded_cache is None or self._folded_cache[0] != key:
             stem_conv, stem_bn = self.stem[0], self.stem[1]
             layers = [_fold_conv_bn(stem_conv, stem_bn), nn.ReLU6(inplace=True)]
@@ -328,7 +328,7 @@ class LightNetwork(nn.Module):
             with torch.no_grad():
                 x = self._folded_early()(x)
         else:
-            x = self.levels[0][:LITE0_EARLY_BLOCKS](self.stem(x))
+            x = self._early()(x)
         pyramid = []
         for index, level in enumerate(self.levels):
             x = level[LITE0_EARLY_BLOCKS:](x) if index == 0 else level(x)

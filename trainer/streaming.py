@@ -15,10 +15,9 @@ from pathlib import Path
 
 from dope_stream.config import GenerateConfig
 from dope_stream.errors import DopeError
-from dope_stream.reader import open_dataset
 from dope_stream.writers import shard_name, shard_ranges
 from trainer.config import TrainConfig
-from trainer.data import FrameEncoder, IterableSource, MapDataset
+from trainer.data import FrameEncoder, IterableSource
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,7 @@ log = logging.getLogger(__name__)
 def stream_plan(config: TrainConfig, dist):
     """DataPlan whose training source is the live stream of `config.stream`."""
     from dope_stream.stream.dataset import RayFrameDataset
-    from trainer.loop import DataPlan, encoder_settings
+    from trainer.loop import DataPlan, encoder_settings, validation_set
 
     generate_config = GenerateConfig.load(config.stream)
     if generate_config.ray is None:
@@ -41,10 +40,7 @@ def stream_plan(config: TrainConfig, dist):
     # lambda) pickles into spawned DataLoader workers.
     source = IterableSource(functools.partial(iter, frames), encoder, rank=0, world_size=1, split=False)
     source.frames_per_epoch = config.stream_frames_per_epoch or generate_config.nb_frames
-    validation = None
-    if config.val_data:
-        samples = open_dataset(config.val_data, config.unit)
-        validation = MapDataset(samples, FrameEncoder(encoder_settings(config, class_name, samples.unit, train=False)))
+    validation = validation_set(config, class_name)
     log.info("streaming %s: %d frames per epoch into %s", class_name, source.frames_per_epoch, generate_config.out)
     renderers = functools.partial(busy_renderer_cpus, generate_config)
     return DataPlan(source, None, validation, class_name, frames.cuboids[class_name], renderers)
