@@ -76,7 +76,7 @@ class ExportConfig(NetworkOptions):
     width: int = Field(640, ge=16, le=4096, description="input width (a multiple of 8)")
     dynamic: bool = Field(False, description="dynamic batch, height and width instead of a fixed size")
     opset: int = Field(17, ge=11, le=21, description="ONNX opset version")
-    int8: bool = Field(False, description="also quantise to int8 (onnxruntime QDQ), written as OUT.int8.onnx: 1.7x faster on a CPU")
+    int8: bool = Field(False, description="also quantise to int8 (onnxruntime QDQ), written as OUT.int8.onnx: 1.6-1.7x faster on a CPU with VNNI")
     calibration: Path | None = Field(None, description="--int8: folder of representative images (rendered frames or photos; up to 32 used)")
 
     @field_validator("height", "width")

@@ -258,7 +258,7 @@ class LightNetwork(nn.Module):
         # backward is slow on CPUs). With ImageNet weights their generic edge/colour/texture filters
         # are kept frozen (weights and BN statistics) and run batch-norm-folded; with the pyramid
         # fusion below, a step of 8 images at 400x400 on 2 cores went from 1.30 s (stride-2/4 frozen,
-        # unfolded) to 0.94 s. The deeper stride-16/32 blocks, which carry the object-level cues
+        # unfolded) to 0.86-0.94 s. The deeper stride-16/32 blocks, which carry the object-level cues
         # (which face is which), keep training.
         self.frozen_early = pretrained
         self._folded_cache: tuple[tuple, nn.Module] | None = None  # plain attribute: not in the state dict
