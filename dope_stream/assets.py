@@ -53,6 +53,35 @@ class MeshAsset:
     def cuboid(self) -> Cuboid:
         return Cuboid.from_points(self.vertices.astype(np.float64))
 
+    @cached_property
+    def hull(self) -> np.ndarray:
+        """(N, 3) convex hull vertices (float64): what `scene: tabletop` physics collides with."""
+        import trimesh
+
+        try:
+            hull = trimesh.Trimesh(vertices=self.vertices.astype(np.float64), process=False).convex_hull
+        except Exception as err:  # qhull raises on flat or degenerate point sets
+            raise DopeError(f"mesh {self.source or self.key} cannot rest on a table: no convex hull ({err})") from None
+        if hull.volume <= 1e-12:
+            raise DopeError(f"mesh {self.source or self.key} cannot rest on a table: it is flat (no volume)")
+        return farthest_points(np.asarray(hull.vertices, dtype=np.float64), HULL_POINTS)
+
+
+HULL_POINTS = 40  # collision hull size: physics time grows with it; 40 keeps a box's corners and a can's rims
+
+
+def farthest_points(points: np.ndarray, count: int) -> np.ndarray:
+    """`count` of `points` picked greedily farthest from those already picked (from the first):
+    extreme points first, so a convex hull keeps its shape within millimetres."""
+    if len(points) <= count:
+        return points
+    chosen = [int(np.argmax(np.linalg.norm(points - points.mean(axis=0), axis=1)))]
+    distance = np.linalg.norm(points - points[chosen[0]], axis=1)
+    for _ in range(count - 1):
+        chosen.append(int(np.argmax(distance)))
+        distance = np.minimum(distance, np.linalg.norm(points - points[chosen[-1]], axis=1))
+    return points[chosen]
+
 
 @dataclass
 class AssetLibrary:
@@ -286,6 +315,25 @@ def procedural_mesh(name: str) -> MeshAsset:
     )
 
 
+SURFACE_KEY = "surface/table"
+SURFACE_SIZE = 4.0  # m: side of the square table top of `scene: tabletop`
+SURFACE_TILE = 0.8  # m: one repeat of the surface's photo texture
+
+
+def surface_mesh() -> MeshAsset:
+    """The table top of `scene: tabletop`: a square at z = 0 facing +z, its UVs repeating every SURFACE_TILE."""
+    half = SURFACE_SIZE / 2.0
+    vertices = np.array([[-half, -half, 0.0], [half, -half, 0.0], [half, half, 0.0], [-half, half, 0.0]], dtype=np.float32)
+    return MeshAsset(
+        key=SURFACE_KEY,
+        vertices=vertices,
+        normals=np.tile(np.array([[0.0, 0.0, 1.0]], dtype=np.float32), (4, 1)),
+        faces=np.array([[0, 1, 2], [0, 2, 3]], dtype=np.uint32),
+        uv=(vertices[:, :2] / SURFACE_TILE).astype(np.float32),
+        source="assets.surface_mesh",
+    )
+
+
 def target_class_names(config: "GenerateConfig") -> list[str]:
     """Class name of each `obj` mesh (given or from its file name); duplicates are an error."""
     names = list(config.class_names) if config.class_names else [class_name_for(Path(p)) for p in config.obj]
@@ -319,6 +367,8 @@ def build_asset_library(config: "GenerateConfig") -> AssetLibrary:
     for name in PROCEDURAL_SHAPES:
         mesh = procedural_mesh(name)
         library.meshes[mesh.key] = simplify_mesh(mesh, distractor_error)
+    if config.scene == "tabletop":
+        library.meshes[SURFACE_KEY] = surface_mesh()
     if config.distractors is not None:
         folder = Path(config.distractors)
         scales = distractor_scales(folder)

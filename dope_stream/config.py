@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import DopeError
+from .tabletop import CAMERA_PRESETS
 
 PACKAGE_ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_OBJECT = PACKAGE_ASSETS / "objects" / "003_cracker_box" / "model.obj"
@@ -172,6 +173,34 @@ class GenerateConfig(ConfigModel):
         description="targets: largest angle (degrees) away from upright with the model's +x face toward the camera "
         "(z-up models, as YCB's); 180: all orientations, uniformly. Smaller suits constrained set-ups and short training",
     )
+    scene: Literal["flying", "tabletop"] = Field(
+        "flying",
+        description="flying: objects float in free space at any pose (depth_range, max_rotation); tabletop: "
+        "targets and distractors dropped with physics onto a textured table (stable poses, any yaw, touching and "
+        "hiding each other), seen from a camera on a sphere cap above it (elevation, camera_distance, camera_roll)",
+    )
+    elevation: FloatPair = Field(
+        (5.0, 65.0), description="tabletop: camera elevation above the table plane, min,max degrees (0..90)"
+    )
+    camera_distance: FloatPair = Field(
+        (0.4, 1.5), description="tabletop: distance from the camera to its look-at point near a target, min,max (m)"
+    )
+    camera_roll: float = Field(10.0, ge=0, le=180, description="tabletop: largest camera roll about its axis (degrees)")
+    other_faces: float = Field(
+        0.15, ge=0, le=1,
+        description="tabletop: probability that a target is dropped on one of its other five box faces instead of "
+        "upright (model +z up); physics then finds the stable pose",
+    )
+    views_per_scene: int = Field(
+        4, ge=1,
+        description="tabletop: frames that view one settled table layout from different cameras (frames "
+        "k*N..k*N+N-1 share layout k, as real captures show one scene from many views); physics runs once per layout",
+    )
+    cameras: StrList | None = Field(
+        None,
+        description="camera presets drawn per frame, scaled to width (overrides fov and intrinsics): "
+        "ycbv, primesense, realsense_d435; none: fov or intrinsics",
+    )
     hdri: Path = Field(PACKAGE_ASSETS / "hdri", description="folder of equirectangular .hdr/.exr maps")
     backgrounds: Path | None = Field(PACKAGE_ASSETS / "backgrounds", description="folder of background photos; none: HDR backgrounds only")
     distractors: Path | None = Field(
@@ -214,6 +243,28 @@ class GenerateConfig(ConfigModel):
         if self.class_names is not None and len(self.class_names) != len(self.obj):
             raise ValueError(f"class_names has {len(self.class_names)} names for {len(self.obj)} obj meshes")
         return self
+
+    @field_validator("elevation")
+    @classmethod
+    def _check_elevation(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 <= value[0] <= value[1] <= 90.0:
+            raise ValueError("elevation must be min,max degrees with 0 <= min <= max <= 90")
+        return value
+
+    @field_validator("camera_distance", "depth_range")
+    @classmethod
+    def _check_distances(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < value[0] <= value[1]:
+            raise ValueError("expected min,max distances in metres with 0 < min <= max")
+        return value
+
+    @field_validator("cameras")
+    @classmethod
+    def _check_cameras(cls, value: list[str] | None) -> list[str] | None:
+        unknown = [name for name in value or [] if name not in CAMERA_PRESETS]
+        if unknown or value == []:
+            raise ValueError(f"unknown camera preset {unknown[0] if unknown else '(empty list)'!r} (valid: {', '.join(CAMERA_PRESETS)})")
+        return value
 
 
 # --- CLI generation -------------------------------------------------------------------------------

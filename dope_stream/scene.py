@@ -8,13 +8,22 @@ actor. Poses use the conventions of `dope_stream.geometry`.
 from __future__ import annotations
 
 import colorsys
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .assets import SURFACE_KEY
 from .geometry import Intrinsics, Pose, random_rotation, rotation_near
+from .tabletop import (
+    CLUTTER_RADIUS, ENVIRONMENT_FROM_TABLE, LOOK_AT_JITTER, MAX_SETTLE_STEPS, RESTING_FACES, Body, camera_on_cap,
+    preset_intrinsics, settle,
+)
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .assets import AssetLibrary, MeshAsset
@@ -98,6 +107,7 @@ CAMERA_ROLL_DEG = (-15.0, 15.0)
 # standing upright in the image (model +z to image up, camera -y) with its +x face toward the camera
 # (camera -z), so model +y points to image right. Columns: the model axes in camera coordinates.
 UPRIGHT_FACING_CAMERA = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
+SURFACE_PHOTO_TEXTURE = 0.6  # probability that the tabletop wears a photo texture, not a plain colour
 DISTRACTOR_VIEW_MARGIN = 0.15  # distractor centres may lie this share of the image size outside it
 
 # Camera frame (x right, y down, z forward) -> environment world frame (y up) for a camera looking at
@@ -138,17 +148,23 @@ def sample_scene(config: "GenerateConfig", assets: "AssetLibrary", index: int) -
     renderer = config.renderer
     if renderer == "mix":
         renderer = "pathtrace" if renderer_draw < config.mix_fraction else "raster"
-    intrinsics = camera_intrinsics(config)
-    nb_targets = int(rng.integers(config.nb_objects[0], config.nb_objects[1] + 1))
-    nb_distractors = int(rng.integers(config.nb_distractors[0], config.nb_distractors[1] + 1))
-    instances = _sample_targets(rng, config, assets, intrinsics, nb_targets)
-    instances += _sample_distractors(rng, config, assets, intrinsics, nb_distractors, first_id=nb_targets + 1)
-    lighting = Lighting(
-        hdri_key=str(rng.choice(list(assets.hdris))),
-        yaw_deg=float(rng.uniform(0.0, 360.0)),
-        intensity=float(np.exp(rng.uniform(*np.log(HDRI_INTENSITY)))),
-        world_from_camera=camera_tilt(rng.uniform(*CAMERA_PITCH_DOWN_DEG), rng.uniform(*CAMERA_ROLL_DEG)),
-    )
+    if config.cameras:
+        intrinsics = preset_intrinsics(config.cameras[int(rng.integers(len(config.cameras)))], config.width, config.height)
+    else:
+        intrinsics = camera_intrinsics(config)
+    if config.scene == "tabletop":
+        instances, world_from_camera = _view_tabletop(rng, config, assets, index // config.views_per_scene)
+    else:
+        nb_targets, nb_distractors = _counts(rng, config)
+        place = _flying_placer(config, intrinsics)
+        instances = _sample_targets(rng, assets, nb_targets, place)
+        instances += _sample_distractors(rng, config, assets, nb_distractors, nb_targets + 1, place)
+        world_from_camera = None
+    hdri_key, yaw_deg = str(rng.choice(list(assets.hdris))), float(rng.uniform(0.0, 360.0))
+    intensity = float(np.exp(rng.uniform(*np.log(HDRI_INTENSITY))))
+    if world_from_camera is None:  # flying: a tilted camera, drawn after the environment as always
+        world_from_camera = camera_tilt(rng.uniform(*CAMERA_PITCH_DOWN_DEG), rng.uniform(*CAMERA_ROLL_DEG))
+    lighting = Lighting(hdri_key, yaw_deg, intensity, world_from_camera)
     photo_draw, photo_choice = rng.random(), rng.random()
     background = Background("hdri")
     if assets.backgrounds and photo_draw < config.photo_background:
@@ -157,18 +173,32 @@ def sample_scene(config: "GenerateConfig", assets: "AssetLibrary", index: int) -
     return SceneSpec(index, intrinsics, tuple(instances), lighting, background, config.spp_for(renderer), renderer, config.denoise)
 
 
-def _sample_targets(
-    rng: np.random.Generator, config: "GenerateConfig", assets: "AssetLibrary", intrinsics: Intrinsics, count: int
-) -> list[Instance]:
+# Places one instance: (rng, the mesh's cuboid centre in its model frame, target or distractor) -> pose.
+Placer = Callable[[np.random.Generator, np.ndarray, bool], Pose]
+
+
+def _flying_placer(config: "GenerateConfig", intrinsics: Intrinsics) -> Placer:
+    """Free-floating poses: targets near `max_rotation` of upright with their cuboid centre in view
+    (at least partly visible), distractors at any rotation with centres up to a margin outside."""
+
+    def place(rng: np.random.Generator, center_model: np.ndarray, is_target: bool) -> Pose:
+        if is_target:
+            rotation = rotation_near(rng, UPRIGHT_FACING_CAMERA, config.max_rotation)
+            return _place(rng, intrinsics, config.depth_range, center_model, 0.0, rotation)
+        rotation = random_rotation(rng)
+        return _place(rng, intrinsics, config.depth_range, center_model, DISTRACTOR_VIEW_MARGIN, rotation)
+
+    return place
+
+
+def _sample_targets(rng: np.random.Generator, assets: "AssetLibrary", count: int, place: Placer) -> list[Instance]:
     classes = list(assets.targets)
     per_class: dict[str, int] = {}
     instances = []
     for k in range(count):
         class_name = classes[int(rng.integers(len(classes)))]
         mesh_key = assets.targets[class_name]
-        # The cuboid centre (not the model origin) projects inside the image: at least partly in view.
-        rotation = rotation_near(rng, UPRIGHT_FACING_CAMERA, config.max_rotation)
-        pose = _place(rng, intrinsics, config.depth_range, assets.meshes[mesh_key].cuboid.center, 0.0, rotation)
+        pose = place(rng, np.asarray(assets.meshes[mesh_key].cuboid.center), True)
         material = Material(
             color=tuple(float(c) for c in rng.uniform(0.8, 1.0, 3)),  # mild tint of the texture
             roughness=float(rng.uniform(0.35, 0.8)),
@@ -182,12 +212,7 @@ def _sample_targets(
 
 
 def _sample_distractors(
-    rng: np.random.Generator,
-    config: "GenerateConfig",
-    assets: "AssetLibrary",
-    intrinsics: Intrinsics,
-    count: int,
-    first_id: int,
+    rng: np.random.Generator, config: "GenerateConfig", assets: "AssetLibrary", count: int, first_id: int, place: Placer
 ) -> list[Instance]:
     procedural, loaded, photos = assets.procedural, assets.distractors, list(assets.backgrounds)
     instances = []
@@ -196,12 +221,103 @@ def _sample_distractors(
         pool = procedural if use_procedural else loaded
         mesh = assets.meshes[pool[int(rng.integers(len(pool)))]]
         scale = float(rng.uniform(*DISTRACTOR_SCALE_JITTER))
-        center = np.asarray(mesh.cuboid.center) * scale
-        rotation = random_rotation(rng)
-        pose = _place(rng, intrinsics, config.depth_range, center, DISTRACTOR_VIEW_MARGIN, rotation)
+        pose = place(rng, np.asarray(mesh.cuboid.center) * scale, False)
         material = _distractor_material(rng, mesh, photos if use_procedural else [])
         instances.append(Instance(mesh.key, pose, material, first_id + k, None, f"distractor_{k}", scale))
     return instances
+
+
+def _resting_placer(config: "GenerateConfig") -> Placer:
+    """Tabletop: only the rotation the object is dropped with (model -> table; no translation yet):
+    targets upright or, with probability `other_faces`, on another box face; distractors on any box
+    face (a face starts close to a stable pose: physics settles in fewer steps than from any rotation)."""
+
+    def place(rng: np.random.Generator, center_model: np.ndarray, is_target: bool) -> Pose:
+        face_draw, face = rng.random(), int(rng.integers(1, len(RESTING_FACES)))
+        if not is_target:
+            return Pose(RESTING_FACES[int(face_draw * len(RESTING_FACES))], np.zeros(3))
+        return Pose(RESTING_FACES[face if face_draw < config.other_faces else 0], np.zeros(3))
+
+    return place
+
+
+def _counts(rng: np.random.Generator, config: "GenerateConfig") -> tuple[int, int]:
+    """Target and distractor instances of one scene, from the `nb_objects` and `nb_distractors` ranges."""
+    nb_targets = int(rng.integers(config.nb_objects[0], config.nb_objects[1] + 1))
+    return nb_targets, int(rng.integers(config.nb_distractors[0], config.nb_distractors[1] + 1))
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Instances settled on the table (poses model -> table), shared by `views_per_scene` frames."""
+
+    instances: tuple[Instance, ...]
+    nb_targets: int
+
+
+_LAYOUTS: dict[tuple, TableLayout] = {}  # the last few layouts of this process (consecutive views share one)
+_LAYOUTS_KEPT = 4
+
+
+def tabletop_layout(config: "GenerateConfig", assets: "AssetLibrary", layout_index: int) -> TableLayout:
+    """Layout `layout_index`: depends only on (seed, layout_index) (and the config and assets)."""
+    key = (id(assets), config.model_dump_json(), layout_index)
+    if key not in _LAYOUTS:
+        if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+            del _LAYOUTS[next(iter(_LAYOUTS))]
+        _LAYOUTS[key] = _settle_layout(config, assets, layout_index)
+    return _LAYOUTS[key]
+
+
+def _settle_layout(config: "GenerateConfig", assets: "AssetLibrary", layout_index: int) -> TableLayout:
+    # Its own stream, apart from every frame's: SeedSequence([seed, layout, 1]) vs ([seed, frame]).
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, layout_index, 1]))
+    nb_targets, nb_distractors = _counts(rng, config)
+    place = _resting_placer(config)
+    dropped = _sample_targets(rng, assets, nb_targets, place)
+    dropped += _sample_distractors(rng, config, assets, nb_distractors, nb_targets + 1, place)
+    radius = rng.uniform(*CLUTTER_RADIUS)
+    distance, angle = radius * np.sqrt(rng.random(len(dropped))), rng.uniform(0.0, 2.0 * np.pi, len(dropped))
+    positions = np.stack([distance * np.cos(angle), distance * np.sin(angle)], axis=1)
+    yaws = rng.uniform(0.0, 2.0 * np.pi, len(dropped))
+    bodies = [Body(assets.meshes[i.mesh_key].hull * i.scale, i.pose.rotation) for i in dropped]
+    poses, rested = settle(bodies, positions, yaws)
+    if not rested:
+        log.warning("tabletop: physics did not settle within %d steps; layout %d keeps the last poses", MAX_SETTLE_STEPS, layout_index)
+    settled = [replace(i, pose=pose) for i, pose in zip(dropped, poses)]
+    surface = _surface_material(rng, list(assets.backgrounds))
+    settled.append(Instance(SURFACE_KEY, Pose(np.eye(3), np.zeros(3)), surface, len(settled) + 1, None, "table"))
+    return TableLayout(tuple(settled), nb_targets)
+
+
+def _view_tabletop(
+    rng: np.random.Generator, config: "GenerateConfig", assets: "AssetLibrary", layout_index: int
+) -> tuple[list[Instance], np.ndarray]:
+    """A view of layout `layout_index` from a camera on the sphere cap above one of its targets.
+    Returns the instances in the camera frame and the environment's world_from_camera."""
+    layout = tabletop_layout(config, assets, layout_index)
+    look_at = rng.normal(0.0, LOOK_AT_JITTER, 3)
+    if layout.nb_targets:
+        target = layout.instances[int(rng.integers(layout.nb_targets))]
+        look_at += target.pose.apply(np.asarray([assets.meshes[target.mesh_key].cuboid.center]))[0]
+    table_from_camera, position = camera_on_cap(rng, look_at, config.elevation, config.camera_distance, config.camera_roll)
+    camera_from_table = Pose(table_from_camera.T, -table_from_camera.T @ position)
+    instances = [replace(i, pose=_compose(camera_from_table, i.pose)) for i in layout.instances]
+    return instances, ENVIRONMENT_FROM_TABLE @ table_from_camera
+
+
+def _compose(outer: Pose, inner: Pose) -> Pose:
+    return Pose(outer.rotation @ inner.rotation, outer.rotation @ inner.translation + outer.translation)
+
+
+def _surface_material(rng: np.random.Generator, photos: list[str]) -> Material:
+    """The table: a photo texture (wood, tiles, fabric...) or a plain colour, matte to glossy."""
+    photo_draw, photo_choice = rng.random(), rng.random()
+    hue, saturation, value = rng.random(), rng.uniform(0.0, 0.6), rng.uniform(0.3, 1.0)
+    roughness, specular = float(rng.uniform(0.3, 0.95)), float(rng.uniform(0.2, 0.6))
+    if photos and photo_draw < SURFACE_PHOTO_TEXTURE:
+        return Material((1.0, 1.0, 1.0), roughness, 0.0, specular, photos[int(photo_choice * len(photos))])
+    return Material(tuple(float(c) for c in colorsys.hsv_to_rgb(hue, saturation, value)), roughness, 0.0, specular)
 
 
 def _distractor_material(rng: np.random.Generator, mesh: "MeshAsset", photos: list[str]) -> Material:
