@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from dope_stream.geometry import NUM_AFFINITY, NUM_KEYPOINTS, map_to_pixel
+from dope_stream.geometry import NUM_AFFINITY, NUM_KEYPOINTS, map_to_pixel, pixel_to_map
 
 CENTROID = NUM_KEYPOINTS - 1  # belief channel of the centroid
 
@@ -31,6 +31,7 @@ class DecodeSettings:
     centroid_threshold: float = 0.1  # minimum raw belief at a centroid peak that seeds an object
     window_radius: int = 3  # sub-pixel window is (2r+1) x (2r+1) cells
     affinity_tolerance: float = 0.5  # max |predicted unit vector - true direction| to join an object
+    snap_radius: float = 2.0  # offset networks: a corner peak this close to a regressed corner replaces it
 
 
 @dataclass(frozen=True)
@@ -157,3 +158,53 @@ def _owner_of_each_peak(
 def decode(belief: np.ndarray, affinity: np.ndarray, stride: int, settings: DecodeSettings) -> list[ObjectKeypoints]:
     """One image's maps -> its objects' 2D keypoints (pixels of the network input)."""
     return group_keypoints(find_peaks(belief, stride, settings), affinity, stride, settings)
+
+
+def decode_offsets(
+    belief: np.ndarray, offsets: np.ndarray, stride: int, settings: DecodeSettings, scale: float
+) -> list[ObjectKeypoints]:
+    """Maps of an offset network (`trainer.networks.CentreNetwork`) -> objects' 2D keypoints.
+
+    Each centroid peak seeds an object whose 8 corners are the centroid plus the offsets read
+    (bilinearly) at it: the corners' identities come from one prediction over the whole object. A
+    corner's belief peak within `snap_radius` cells of its regressed position then replaces it
+    (peaks are sub-pixel precise, offsets less so); a corner without one keeps the regressed position
+    and the belief found there as its score."""
+    peaks = find_peaks(belief, stride, settings)
+    centroids = peaks[CENTROID]
+    seeds = centroids.scores >= settings.centroid_threshold
+    objects = []
+    for centre_uv, centre_score in zip(centroids.uv[seeds], centroids.scores[seeds]):
+        centre = pixel_to_map(centre_uv, stride)
+        regressed = centre + scale * _bilinear(offsets, centre).reshape(8, 2)  # map coordinates
+        uv = np.vstack([map_to_pixel(regressed, stride), centre_uv[None]])
+        scores = np.append(_nearest(belief[:CENTROID], regressed), centre_score)
+        for corner in range(CENTROID):
+            candidates = peaks[corner]
+            if len(candidates.scores):
+                distance = np.linalg.norm(candidates.uv - uv[corner], axis=1)
+                nearest = int(np.argmin(distance))
+                if distance[nearest] <= settings.snap_radius * stride:
+                    uv[corner], scores[corner] = candidates.uv[nearest], candidates.scores[nearest]
+        objects.append(ObjectKeypoints(uv, scores))
+    return objects
+
+
+def _bilinear(maps: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(C,) values of (C, H, W) maps at map coordinate (x, y), clamped to the map."""
+    height, width = maps.shape[1:]
+    x, y = float(np.clip(xy[0], 0, width - 1)), float(np.clip(xy[1], 0, height - 1))
+    x0, y0 = min(int(x), width - 2) if width > 1 else 0, min(int(y), height - 2) if height > 1 else 0
+    x1, y1 = min(x0 + 1, width - 1), min(y0 + 1, height - 1)
+    fx, fy = x - x0, y - y0
+    top = maps[:, y0, x0] * (1 - fx) + maps[:, y0, x1] * fx
+    bottom = maps[:, y1, x0] * (1 - fx) + maps[:, y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _nearest(maps: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(K,) value of map k at its own point xy[k] (nearest cell, clamped to the map)."""
+    height, width = maps.shape[1:]
+    cols = np.rint(xy[:, 0]).astype(int).clip(0, width - 1)
+    rows = np.rint(xy[:, 1]).astype(int).clip(0, height - 1)
+    return maps[np.arange(len(xy)), rows, cols]

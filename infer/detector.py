@@ -17,7 +17,7 @@ import numpy as np
 
 from dope_stream.geometry import NUM_KEYPOINTS, Cuboid, Intrinsics, Pose, projected_cuboid
 
-from .decode import DecodeSettings, ObjectKeypoints, decode
+from .decode import DecodeSettings, ObjectKeypoints, decode, decode_offsets
 from .pnp import PnPSettings, solve_pose
 
 log = logging.getLogger(__name__)
@@ -36,45 +36,51 @@ class NetworkInfo:
     std: tuple[float, float, float]
     stride: int = 8
     official: bool = False  # official DOPE weights: no camera known from training
+    offset_scale: float | None = None  # offset networks (`centre`): the offsets' unit in map cells
 
     def to_dict(self) -> dict:
         return {
             "network": self.network, "class_name": self.class_name, "cuboid": self.cuboid.to_dict(),
             "mean": list(self.mean), "std": list(self.std), "stride": self.stride, "official": self.official,
+            "offset_scale": self.offset_scale,
         }
 
     @staticmethod
     def from_dict(d: dict) -> "NetworkInfo":
         return NetworkInfo(
             d["network"], d["class_name"], Cuboid.from_dict(d["cuboid"]), tuple(d["mean"]), tuple(d["std"]),
-            int(d["stride"]), bool(d["official"]),
+            int(d["stride"]), bool(d["official"]), d.get("offset_scale"),
         )
 
 
 class Backend(Protocol):
-    """Runs the network on one normalised image (1, 3, H, W) -> last stage belief (9,h,w), affinity (16,h,w)."""
+    """Runs the network on one normalised image (1, 3, H, W) -> last stage belief (9,h,w), affinity
+    (16,h,w), and for offset networks their corner offsets (16,h,w)."""
 
     fixed_size: tuple[int, int] | None  # (width, height) the model requires, or None for any size
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]: ...
 
 
 class TorchBackend:
     fixed_size = None
 
-    def __init__(self, model, device: str = "cpu"):
+    def __init__(self, model, device: str = "cpu", offsets: bool = False):
         import torch
 
         self.torch = torch
         self.device = torch.device(device)
+        self.offsets = offsets
         # Channels-last runs the (depthwise) convolutions of both networks faster on CPU and GPU.
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         with self.torch.inference_mode():
             x = self.torch.from_numpy(batch).to(self.device).contiguous(memory_format=self.torch.channels_last)
-            belief, affinity = self.model(x)[-1]
-        return belief[0].float().cpu().numpy(), affinity[0].float().cpu().numpy()
+            if not self.offsets:
+                return tuple(m[0].float().cpu().numpy() for m in self.model(x)[-1])
+            stages, offsets = self.model(x, offsets=True)
+        return (*(m[0].float().cpu().numpy() for m in stages[-1]), offsets[0].float().cpu().numpy())
 
 
 @dataclass(frozen=True)
@@ -146,8 +152,11 @@ class Detector:
         """Decoded keypoints of every object, in pixels of the given image."""
         height, width = image_rgb.shape[:2]
         size = self.network_size(width, height)
-        belief, affinity = self.backend(self.preprocess(image_rgb, size))
-        objects = decode(belief, affinity, self.info.stride, self.decode_settings)
+        maps = self.backend(self.preprocess(image_rgb, size))
+        if self.info.offset_scale is not None:
+            objects = decode_offsets(maps[0], maps[2], self.info.stride, self.decode_settings, self.info.offset_scale)
+        else:
+            objects = decode(maps[0], maps[1], self.info.stride, self.decode_settings)
         # Inverse of the resize: pixel centres map as in Intrinsics.scaled.
         scale = np.array([width / size[0], height / size[1]])
         return [ObjectKeypoints((o.uv + 0.5) * scale - 0.5, o.scores) for o in objects]

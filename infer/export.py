@@ -27,8 +27,9 @@ from .loading import ONNX_METADATA_KEY
 log = logging.getLogger(__name__)
 
 
-def last_stage_module(model):
-    """Wrap a keypoint network so it returns one tensor: cat(belief, affinity) of the last stage."""
+def last_stage_module(model, offsets: bool = False):
+    """Wrap a keypoint network so it returns cat(belief, affinity) of the last stage (`output`) and,
+    for offset networks, their corner offsets as a second tensor (`offsets`)."""
     import torch
 
     class LastStage(torch.nn.Module):
@@ -37,8 +38,11 @@ def last_stage_module(model):
             self.network = network
 
         def forward(self, x):
-            belief, affinity = self.network(x)[-1]
-            return torch.cat([belief, affinity], dim=1)
+            if not offsets:
+                belief, affinity = self.network(x)[-1]
+                return torch.cat([belief, affinity], dim=1)
+            stages, corner_offsets = self.network(x, offsets=True)
+            return torch.cat(stages[-1], dim=1), corner_offsets
 
     return LastStage(model).eval()
 
@@ -50,9 +54,12 @@ def export_onnx(
     import onnx
     import torch
 
-    wrapped = last_stage_module(model.cpu().eval())
+    with_offsets = info.offset_scale is not None
+    wrapped = last_stage_module(model.cpu().eval(), with_offsets)
     example = torch.zeros(1, 3, height, width)
-    dynamic_axes = {"input": {0: "batch", 2: "height", 3: "width"}, "output": {0: "batch", 2: "rows", 3: "cols"}}
+    output_names = ["output", "offsets"] if with_offsets else ["output"]
+    dynamic_axes = {"input": {0: "batch", 2: "height", 3: "width"}}
+    dynamic_axes.update({name: {0: "batch", 2: "rows", 3: "cols"} for name in output_names})
 
     def write(tmp: Path) -> None:
         with warnings.catch_warnings():
@@ -60,7 +67,7 @@ def export_onnx(
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
             torch.onnx.export(
-                wrapped, (example,), str(tmp), dynamo=False, input_names=["input"], output_names=["output"],
+                wrapped, (example,), str(tmp), dynamo=False, input_names=["input"], output_names=output_names,
                 dynamic_axes=dynamic_axes if dynamic else None, opset_version=opset,
             )
         proto = onnx.load(str(tmp))
@@ -78,10 +85,13 @@ def max_abs_difference(model, onnx_path: Path, width: int, height: int, seed: in
     from .loading import OnnxBackend
 
     batch = np.random.default_rng(seed).standard_normal((1, 3, height, width)).astype(np.float32)
+    backend = OnnxBackend(onnx_path)
     with torch.inference_mode():
-        expected = last_stage_module(model.cpu().eval())(torch.from_numpy(batch)).numpy()
-    belief, affinity = OnnxBackend(onnx_path)(batch)
-    return float(np.abs(np.concatenate([belief, affinity])[None] - expected).max())
+        expected = last_stage_module(model.cpu().eval(), backend.info.offset_scale is not None)(torch.from_numpy(batch))
+    expected = [t.numpy()[0] for t in expected] if isinstance(expected, tuple) else [expected.numpy()[0]]
+    maps = backend(batch)
+    got = [np.concatenate(maps[:2])] + list(maps[2:])
+    return float(max(np.abs(a - b).max() for a, b in zip(got, expected)))
 
 
 CALIBRATION_IMAGES = 32  # most calibration images used: ranges settle within a few dozen frames
@@ -144,7 +154,7 @@ def output_difference(reference: Path, other: Path, batches: list[np.ndarray]) -
     first, second = OnnxBackend(reference), OnnxBackend(other)
     largest, means, peaks, moved = 0.0, [], 0, 0
     for batch in batches:
-        (belief_a, _), (belief_b, _) = first(batch), second(batch)
+        belief_a, belief_b = first(batch)[0], second(batch)[0]
         difference = np.abs(belief_a - belief_b)
         largest = max(largest, float(difference.max()))
         means.append(float(difference.mean()))

@@ -56,7 +56,7 @@ def build_detector(config: InferConfig) -> Detector:
         check_class(config, info)
     else:
         model, info = load_torch_network(config)
-        backend = TorchBackend(model, config.device)
+        backend = TorchBackend(model, config.device, offsets=info.offset_scale is not None)
     return Detector(
         backend, info,
         DecodeSettings(peak_threshold=config.peak_threshold, centroid_threshold=config.centroid_threshold),

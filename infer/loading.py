@@ -13,6 +13,8 @@ import numpy as np
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Cuboid
 
+from trainer.networks import OFFSET_SCALE
+
 from .config import NetworkOptions
 from .detector import NetworkInfo
 
@@ -104,6 +106,7 @@ def info_from_meta(meta, options: NetworkOptions) -> NetworkInfo:
         mean=tuple(float(m) for m in meta.mean),
         std=tuple(float(s) for s in meta.std),
         stride=int(meta.stride),
+        offset_scale=OFFSET_SCALE if "offsets" in meta.outputs else None,
     )
 
 
@@ -127,6 +130,9 @@ class OnnxBackend:
             raise DopeError(f"--weights {path}: no '{ONNX_METADATA_KEY}' metadata; export it with `dope export`")
         self.info = NetworkInfo.from_dict(json.loads(metadata[ONNX_METADATA_KEY]))
 
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        (output,) = self.session.run(["output"], {"input": batch})
-        return output[0, :9], output[0, 9:]
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        if self.info.offset_scale is None:
+            (output,) = self.session.run(["output"], {"input": batch})
+            return output[0, :9], output[0, 9:]
+        output, offsets = self.session.run(["output", "offsets"], {"input": batch})
+        return output[0, :9], output[0, 9:], offsets[0]

@@ -6,8 +6,8 @@ import torch
 from dope_stream.config import PACKAGE_ASSETS
 from dope_stream.errors import DopeError
 from trainer.networks import (
-    BELIEF_PRIOR, IMAGENET_MEAN, IMAGENET_STD, NETWORKS, build_network, count_parameters, efficientnet_lite0,
-    load_official_dope,
+    BELIEF_PRIOR, IMAGENET_MEAN, IMAGENET_STD, NETWORKS, OFFSET_NETWORKS, build_network, count_parameters,
+    efficientnet_lite0, load_official_dope,
 )
 
 CAT_CLASSES = [281, 282, 285]  # tabby, tiger cat, Egyptian cat
@@ -43,9 +43,20 @@ def test_output_contract(name):
     model = build_network(name, pretrained=False).eval()
     with torch.no_grad():
         stages = model(torch.randn(2, 3, 64, 104))  # multiples of 8, not of 16
-    assert len(stages) == model.num_stages == {"dope": 6, "light": 3}[name]
+    assert len(stages) == model.num_stages == {"dope": 6, "light": 3, "centre": 3}[name]
     for belief, affinity in stages:
         assert belief.shape == (2, 9, 8, 13) and affinity.shape == (2, 16, 8, 13)
+
+
+@pytest.mark.parametrize("name", sorted(OFFSET_NETWORKS))
+def test_offset_networks_add_corner_offsets_and_keep_the_stages(name):
+    model = build_network(name, pretrained=False).eval()
+    x = torch.randn(1, 3, 64, 104)
+    with torch.no_grad():
+        stages, offsets = model(x, offsets=True)
+        plain = model(x)
+    assert offsets.shape == (1, 16, 8, 13)
+    assert all(torch.equal(a, b) for stage, other in zip(stages, plain) for a, b in zip(stage, other))
 
 
 def test_dope_parameter_count_matches_the_reference():
@@ -112,7 +123,7 @@ def test_light_starts_at_the_belief_prior():
 
 
 def test_unknown_network():
-    with pytest.raises(DopeError, match="unknown network 'resnet' \\(valid: dope, light\\)"):
+    with pytest.raises(DopeError, match="unknown network 'resnet' \\(valid: dope, light, centre\\)"):
         build_network("resnet")
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from dope_stream.atomic import write_atomically
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Cuboid
-from trainer.networks import NORMALIZATIONS, STRIDE, build_network
+from trainer.networks import NORMALIZATIONS, OFFSET_NETWORKS, STRIDE, build_network
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +27,17 @@ CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_GLOB = "step-*.pt"
 
 
+def network_outputs(net: str) -> dict[str, int]:
+    """Output maps of a registered network and their channels."""
+    outputs = {"belief": 9, "affinity": 16}
+    return {**outputs, "offsets": 16} if net in OFFSET_NETWORKS else outputs
+
+
 @dataclass
 class ModelMeta:
     """Everything inference needs to use a network."""
 
-    network: str  # registry name: "dope" or "light"
+    network: str  # registry name: "dope", "light" or "centre"
     class_name: str
     cuboid: Cuboid | None  # AABB centre + extent in the model frame (metres); None if the data had no manifest
     stages: int

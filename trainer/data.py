@@ -10,7 +10,8 @@ Two sources, one encoder (`FrameEncoder`):
   frames.
 
 Each item is a dict: `image` (3, S, S) uint8 RGB (normalised on the device), `belief` (9, S/8, S/8),
-`affinity` (16, S/8, S/8), `keypoints` (MAX_INSTANCES, 9, 2) pixels in the crop, `instances` (the
+`affinity` (16, S/8, S/8), with `EncoderSettings.offsets` also `offsets` (16, S/8, S/8) and
+`offset_weight` (1, S/8, S/8) (see `trainer.targets.centre_offset_maps`), `keypoints` (MAX_INSTANCES, 9, 2) pixels in the crop, `instances` (the
 count of valid rows), `key`.
 """
 
@@ -26,10 +27,11 @@ from torch.utils.data import Dataset, DistributedSampler, IterableDataset, get_w
 
 from dope_stream.reader import LocalDataset, Unit, decode_sample, select_objects
 from trainer.augment import apply_transform, build_transform
-from trainer.networks import STRIDE
-from trainer.targets import affinity_maps, belief_maps
+from trainer.networks import OFFSET_SCALE, STRIDE
+from trainer.targets import affinity_maps, belief_maps, centre_offset_maps
 
 MAX_INSTANCES = 8  # keypoint rows kept per image for the validation error
+OFFSET_RADIUS = 2.0  # map cells around a centroid that learn its corner offsets (the decoder reads the peak cell)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,8 @@ class EncoderSettings:
     rotation: float = 30.0
     scale_range: tuple[float, float] = (0.75, 1.25)
     seed: int = 0
+    offsets: bool = False  # also the corner-offset targets of the `centre` network
+    camera_effects: bool = False  # sensor noise, blur, exposure, white balance, JPEG, vignetting (trainer.augment)
 
 
 def sample_seed(*parts: int) -> int:
@@ -56,7 +60,9 @@ class FrameEncoder:
 
     def __init__(self, settings: EncoderSettings):
         self.settings = settings
-        self.transform = build_transform(settings.image_size, settings.train, settings.rotation, settings.scale_range)
+        self.transform = build_transform(
+            settings.image_size, settings.train, settings.rotation, settings.scale_range, settings.camera_effects
+        )
 
     def __call__(self, sample: dict, seed: int) -> dict:
         s = self.settings
@@ -68,7 +74,7 @@ class FrameEncoder:
         padded = np.zeros((MAX_INSTANCES, 9, 2), np.float32)
         count = min(len(keypoints), MAX_INSTANCES)
         padded[:count] = keypoints[:count]
-        return {
+        item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "belief": torch.from_numpy(belief_maps(keypoints, map_size, STRIDE, s.sigma)),
             "affinity": torch.from_numpy(affinity_maps(keypoints, map_size, STRIDE, s.affinity_radius)),
@@ -76,6 +82,10 @@ class FrameEncoder:
             "instances": count,
             "key": frame.key,
         }
+        if s.offsets:
+            offsets, weight = centre_offset_maps(keypoints, map_size, STRIDE, OFFSET_RADIUS, OFFSET_SCALE)
+            item["offsets"], item["offset_weight"] = torch.from_numpy(offsets), torch.from_numpy(weight)
+        return item
 
 
 class MapDataset(Dataset):

@@ -27,15 +27,16 @@ from torch.utils.data import DataLoader
 from dope_stream.errors import DopeError
 from dope_stream.geometry import map_to_pixel
 from dope_stream.reader import LocalDataset, is_remote, open_dataset, stream_shards
-from trainer.checkpoint import ModelMeta, latest_checkpoint, read_checkpoint, save_checkpoint
+from trainer.checkpoint import ModelMeta, latest_checkpoint, network_outputs, read_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import EncoderSettings, EpochSampler, FrameEncoder, IterableSource, MapDataset
-from trainer.networks import NORMALIZATIONS, STRIDE, build_network
+from trainer.networks import NORMALIZATIONS, OFFSET_NETWORKS, STRIDE, build_network
 
 log = logging.getLogger(__name__)
 
 BELIEF_POSITIVE_WEIGHT = 20.0  # light loss: weight of a cell at a keypoint relative to background
 AFFINITY_INSIDE_WEIGHT = 10.0  # affinity loss: weight of cells inside the corner disks
+OFFSET_LOSS_WEIGHT = 1.0  # corner-offset L1 (in OFFSET_SCALE units) against the belief + affinity losses
 MIN_LR_FRACTION = 0.05
 
 
@@ -173,7 +174,7 @@ def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool) ->
         class_name=class_name, image_size=config.image_size, sigma=config.sigma,
         affinity_radius=config.affinity_radius, unit=unit, min_visibility=config.min_visibility,
         train=train and config.augment, rotation=config.rotation, scale_range=tuple(config.scale_range),
-        seed=config.seed,
+        seed=config.seed, offsets=config.net in OFFSET_NETWORKS, camera_effects=config.camera_effects,
     )
 
 
@@ -198,6 +199,23 @@ def stage_losses(net: str, stages, belief: torch.Tensor, affinity: torch.Tensor)
         total = total + (cross_entropy - weight * _binary_entropy(belief)).mean()
         total = total + (affinity_weight * (affinity_out - affinity) ** 2).mean()
     return total
+
+
+def network_loss(net: str, model: nn.Module, images: torch.Tensor, batch: dict, device: torch.device) -> torch.Tensor:
+    """The loss of `net` on a batch: stage losses, plus the corner-offset L1 for offset networks."""
+    belief, affinity = batch["belief"].to(device), batch["affinity"].to(device)
+    if net not in OFFSET_NETWORKS:
+        return stage_losses(net, model(images, logits=True), belief, affinity)
+    stages, offsets = model(images, logits=True, offsets=True)
+    return stage_losses(net, stages, belief, affinity) + OFFSET_LOSS_WEIGHT * offset_loss(
+        offsets, batch["offsets"].to(device), batch["offset_weight"].to(device)
+    )
+
+
+def offset_loss(predicted: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean absolute offset error over the cells near a centroid (0 for images without objects)."""
+    error = (weight * (predicted.float() - target).abs()).sum()
+    return error / (weight.sum() * target.shape[1]).clamp(min=1.0)
 
 
 def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -310,7 +328,7 @@ def train(config: TrainConfig) -> TrainSummary:
     network = build_network(config.net, config.stages, config.pretrained, config.vgg_weights)
     meta = ModelMeta(
         network=config.net, class_name=plan.class_name, cuboid=plan.cuboid, stages=network.num_stages,
-        input_size=config.image_size, mean=mean, std=std,
+        input_size=config.image_size, mean=mean, std=std, outputs=network_outputs(config.net),
     )
     network.to(dist.device)
     if config.channels_last:
@@ -411,9 +429,8 @@ def _optimisation_step(model: nn.Module, batch: dict, meta: ModelMeta, config: T
     """Forward (mixed precision), loss over all stages, backward, clipped step; returns the loss."""
     model.train()
     images = normalise(batch["image"], meta, device, config.channels_last)
-    belief, affinity = batch["belief"].to(device), batch["affinity"].to(device)
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        loss = stage_losses(config.net, model(images, logits=True), belief, affinity)
+        loss = network_loss(config.net, model, images, batch, device)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if config.grad_clip > 0:
@@ -462,9 +479,8 @@ def validate(network: nn.Module, dataset: MapDataset, meta: ModelMeta, config: T
     for batch in loader:
         images = normalise(batch["image"], meta, device, config.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = network(images, logits=True)
-        losses.append(stage_losses(config.net, logits, batch["belief"].to(device), batch["affinity"].to(device)).item())
-        belief = logits[-1][0].float()
+            losses.append(network_loss(config.net, network, images, batch, device).item())
+            belief = network(images, logits=True)[-1][0].float()
         errors.extend(keypoint_errors(belief if config.net == "dope" else belief.sigmoid(), batch["keypoints"], batch["instances"], config.image_size))
     return {"loss": float(np.mean(losses)), "keypoint_error_px": float(np.mean(errors)) if errors else float("nan")}
 

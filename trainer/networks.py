@@ -324,6 +324,10 @@ class LightNetwork(nn.Module):
         return activation(batch_norm(total))
 
     def forward(self, x: torch.Tensor, logits: bool = False) -> Stages:
+        return self._run(x, logits)[0]
+
+    def _run(self, x: torch.Tensor, logits: bool) -> tuple[Stages, torch.Tensor]:
+        """The stages' outputs and the last stage's output features (what heads after it see)."""
         if self.frozen_early or not (self.training or torch.is_grad_enabled()):
             with torch.no_grad():
                 x = self._folded_early()(x)
@@ -341,7 +345,26 @@ class LightNetwork(nn.Module):
             outputs.append((belief_logits if logits else torch.sigmoid(belief_logits), affinity))
             # Later stages see probabilities, so their input scale does not drift with the logits.
             stage_input = torch.cat([features, torch.sigmoid(belief_logits), affinity], dim=1)
-        return outputs
+        return outputs, stage_input
+
+
+class CentreNetwork(LightNetwork):
+    """`light` plus a head that regresses, at each object's centroid, the offsets to its 8 corners
+    (CenterPose-style): which corner is which is then decided from the whole object at once, not by
+    eight separate peaks (the `light` maps confuse corners of rounded or rotated objects).
+
+    `model(x)` keeps the DOPE output contract (belief + affinity stages, what the Isaac ROS export
+    carries); `model(x, offsets=True)` also returns the (B, 16, H/8, W/8) offsets: channels
+    (2k, 2k+1) hold corner k's (x, y) position minus the cell's, in map cells / OFFSET_SCALE."""
+
+    def __init__(self, stages: int = 3, pretrained: bool = True, width: int = 96, depth: int = 3):
+        super().__init__(stages, pretrained, width, depth)
+        joint = width + NUM_KEYPOINTS + NUM_AFFINITY
+        self.offset_head = nn.Sequential(_separable(joint, width), _separable(width, width), nn.Conv2d(width, 16, 1))
+
+    def forward(self, x: torch.Tensor, logits: bool = False, offsets: bool = False):
+        stages, last_features = self._run(x, logits)
+        return (stages, self.offset_head(last_features)) if offsets else stages
 
 
 # --- registry -------------------------------------------------------------------------------------
@@ -357,8 +380,16 @@ def _build_light(stages: int | None, pretrained: bool, vgg_weights: Path | None)
     return LightNetwork(stages or 3, pretrained)
 
 
+def _build_centre(stages: int | None, pretrained: bool, vgg_weights: Path | None) -> CentreNetwork:
+    return CentreNetwork(stages or 3, pretrained)
+
+
 # name -> constructor(stages or None for the default, pretrained encoder, VGG weights file)
-NETWORKS: dict[str, Callable[[int | None, bool, Path | None], nn.Module]] = {"dope": _build_dope, "light": _build_light}
+NETWORKS: dict[str, Callable[[int | None, bool, Path | None], nn.Module]] = {
+    "dope": _build_dope, "light": _build_light, "centre": _build_centre,
+}
+OFFSET_NETWORKS = ("centre",)  # networks with the corner-offset head
+OFFSET_SCALE = 8.0  # offsets are regressed in map cells divided by this (objects span a few to 30 cells)
 
 
 def build_network(name: str, stages: int | None = None, pretrained: bool = False, vgg_weights: Path | None = None) -> nn.Module:

@@ -53,3 +53,27 @@ def affinity_maps(keypoints_px: np.ndarray, map_size: tuple[int, int], stride: i
     vectors *= inside[..., None]
     fields[0::2], fields[1::2] = vectors[..., 0], vectors[..., 1]
     return fields
+
+
+def centre_offset_maps(keypoints_px: np.ndarray, map_size: tuple[int, int], stride: int, radius: float,
+                       scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 9, 2) pixel keypoints -> corner offsets (16, H, W) and their weight (1, H, W).
+
+    Within `radius` cells of an instance's centroid (the nearest centroid where instances crowd),
+    channels (2k, 2k+1) hold corner k's map position minus the cell's, divided by `scale`; the
+    weight is 1 there and 0 elsewhere (the offsets are only read at a centroid)."""
+    height, width = map_size
+    offsets = np.zeros((2 * 8, height, width), np.float32)
+    weight = np.zeros((1, height, width), np.float32)
+    if len(keypoints_px) == 0:
+        return offsets, weight
+    points = pixel_to_map(keypoints_px, stride).astype(np.float32)  # (N, 9, 2)
+    xs, ys = map_grid(height, width)
+    distance = np.hypot(xs[None] - points[:, 8, 0, None, None], ys[None] - points[:, 8, 1, None, None])  # (N, H, W)
+    owner = distance.argmin(axis=0)
+    inside = np.take_along_axis(distance, owner[None], axis=0)[0] <= radius
+    corners = points[owner, :8]  # (H, W, 8, 2)
+    cells = np.stack([xs, ys], axis=-1)[:, :, None, :]  # (H, W, 1, 2)
+    offsets[:] = ((corners - cells) / scale).reshape(height, width, 16).transpose(2, 0, 1) * inside
+    weight[0] = inside
+    return offsets, weight
