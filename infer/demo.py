@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
 from pydantic import Field, field_validator
 
 from dope_stream.atomic import write_atomically
@@ -30,8 +28,6 @@ from dope_stream.config import PACKAGE_ASSETS, ConfigModel, FloatPair, IntRange,
 
 log = logging.getLogger(__name__)
 
-GRID_COLUMNS = 4
-GRID_CELL = 320  # pixels per overlay in the grid
 
 
 class DemoConfig(ConfigModel):
@@ -94,6 +90,7 @@ def run_demo(config: DemoConfig) -> Path:
     from .config import InferConfig
     from .evaluate import evaluate_folders, write_metrics
     from .inference import run_inference
+    from .overlay import write_overlay_grid
 
     # Importing triton (torch._dynamo pulls it in, e.g. from the optimiser) after Mesa's EGL is loaded
     # by in-process rendering segfaults; loaded first, both coexist.
@@ -173,23 +170,6 @@ def _train(config: DemoConfig, run_dir: Path) -> StageTime:
     images = len(summary.keys_seen)
     rate = f", {images / seconds:.1f} images/s" if images else " (already trained)"
     return StageTime("train", seconds, f"{how}: {images} images{rate}")
-
-
-def write_overlay_grid(overlays: list[Path], path: Path, count: int = 12) -> Path | None:
-    """A GRID_COLUMNS-wide grid of the first `count` overlays, each scaled to GRID_CELL pixels."""
-    tiles = []
-    for overlay in overlays[:count]:
-        image = cv2.imread(str(overlay))
-        scale = GRID_CELL / max(image.shape[:2])
-        tile = np.zeros((GRID_CELL, GRID_CELL, 3), np.uint8)
-        resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        tile[: resized.shape[0], : resized.shape[1]] = resized
-        tiles.append(tile)
-    if not tiles:
-        return None
-    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % GRID_COLUMNS)
-    rows = [np.hstack(tiles[i : i + GRID_COLUMNS]) for i in range(0, len(tiles), GRID_COLUMNS)]
-    return write_atomically(path, lambda tmp: cv2.imwrite(str(tmp), np.vstack(rows)))
 
 
 def write_report(config: DemoConfig, metrics: dict, times: list[StageTime], grid: Path | None) -> Path:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
+from dope_stream.atomic import write_atomically
 from dope_stream.geometry import CUBOID_EDGES, Intrinsics, project_points
 
 from .detector import Detection
@@ -14,6 +17,8 @@ EDGE_RGB = (0, 255, 0)
 FRONT_RGB = (255, 200, 0)
 AXIS_RGB = ((255, 0, 0), (0, 255, 0), (0, 0, 255))  # x red, y green, z blue
 KEYPOINT_RGB = (255, 0, 255)
+GRID_COLUMNS = 4
+GRID_CELL = 320  # pixels per overlay in the grid
 
 
 def draw_detections(
@@ -51,3 +56,20 @@ def _draw_axes(canvas: np.ndarray, detection: Detection, intrinsics: Intrinsics,
     origin, *ends = project_points(points_cam, intrinsics)
     for end, colour in zip(ends, AXIS_RGB):
         cv2.line(canvas, _pixel(*origin), _pixel(*end), colour, thickness, cv2.LINE_AA)
+
+
+def write_overlay_grid(overlays: list[Path], path: Path, count: int = 12) -> Path | None:
+    """A GRID_COLUMNS-wide grid of the first `count` overlays, each scaled to GRID_CELL pixels."""
+    tiles = []
+    for overlay in overlays[:count]:
+        image = cv2.imread(str(overlay))
+        scale = GRID_CELL / max(image.shape[:2])
+        tile = np.zeros((GRID_CELL, GRID_CELL, 3), np.uint8)
+        resized = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        tile[: resized.shape[0], : resized.shape[1]] = resized
+        tiles.append(tile)
+    if not tiles:
+        return None
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % GRID_COLUMNS)
+    rows = [np.hstack(tiles[i : i + GRID_COLUMNS]) for i in range(0, len(tiles), GRID_COLUMNS)]
+    return write_atomically(path, lambda tmp: cv2.imwrite(str(tmp), np.vstack(rows)))

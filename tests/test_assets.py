@@ -15,7 +15,7 @@ from dope_stream.errors import DopeError
 
 def test_default_library(default_assets):
     assert default_assets.targets == {"003_cracker_box": "target/003_cracker_box"}
-    assert len(default_assets.hdris) == 4 and len(default_assets.backgrounds) == 10
+    assert len(default_assets.hdris) == 18 and len(default_assets.backgrounds) == 40
     assert len(default_assets.procedural) == len(PROCEDURAL_SHAPES)
     target = default_assets.meshes["target/003_cracker_box"]
     assert target.texture is not None and target.uv.shape == (len(target.vertices), 2)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -114,3 +117,26 @@ def test_centre_checkpoint_exports_offsets_and_detects_the_same(tabletop_frames,
     image = open_dataset([tabletop_frames]).frame(0).image
     torch_detector, onnx_detector = Detector(TorchBackend(model, offsets=True), info), Detector(OnnxBackend(path), info)
     assert len(torch_detector.keypoints(image)) == len(onnx_detector.keypoints(image[:, :, :]))
+
+
+def _load_benchmark(name: str):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_real_scores_photos_with_ground_truth_beside_them(tabletop_frames, tmp_path, capsys):
+    bench_real = _load_benchmark("bench_real")
+    photos = generate(GenerateConfig(
+        scene="tabletop", nb_frames=3, width=128, height=96, out=tmp_path / "photos", layout="folder", nb_objects=(1, 1),
+        nb_distractors=(0, 1), camera_distance=(0.5, 0.6), distractors=None, cameras=["ycbv"],
+    ))
+    train(TrainConfig(data=[tabletop_frames], net="centre", batch_size=4, image_size=128, out=tmp_path / "run",
+                      workers=0, amp=False, epochs=1, max_steps=1, val_fraction=0))
+    assert bench_real.main(["--weights", str(tmp_path / "run"), "--images", str(photos), "--out", str(tmp_path / "bench")]) == 0
+    printed = capsys.readouterr().out
+    assert "003_cracker_box: found" in printed and "of 3" in printed and "AUC" in printed
+    assert (tmp_path / "bench" / "metrics.json").is_file() and (tmp_path / "bench" / "overlays.jpg").is_file()
+    assert len(list((tmp_path / "bench" / "predictions").glob("*.json"))) == 3
