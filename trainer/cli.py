@@ -32,4 +32,7 @@ def run(args: argparse.Namespace) -> int:
     summary = train(config)
     if summary.checkpoint is not None:
         log.info("trained %d steps; checkpoint %s", summary.steps, summary.checkpoint)
+    if summary.images:
+        log.info("%d images in %.0f s of training; waited for data %.1f%% of the time", summary.images,
+                 summary.train_s + summary.wait_s, 100 * summary.wait_share)
     return 0
