@@ -15,6 +15,7 @@ from ..errors import DopeError
 log = logging.getLogger(__name__)
 
 LOCAL = "local"
+WORKER_NICENESS_VARIABLE = "RAY_worker_niceness"  # read by the raylet that a local ray.init starts
 CONNECT_TIMEOUT_S = 3.0  # ray.init retries an unreachable address for minutes; we check first
 _connected_pid: int | None = None  # the process whose Ray connection this module saw or made
 
@@ -50,6 +51,10 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     if address in (None, LOCAL):
         cpus = num_cpus or os.cpu_count() or 1
         log.info("starting local Ray with %d CPUs", cpus)
+        # Ray starts its workers at niceness 15 (to keep the driver responsive); here the renderer
+        # actors are what the trainer waits on, and at 15 a training process on the same cores
+        # starved them (the trainer waited for frames; seen with `dope train --stream` on 2 cores).
+        os.environ.setdefault(WORKER_NICENESS_VARIABLE, "0")
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
         _connected_pid = os.getpid()
         return True
