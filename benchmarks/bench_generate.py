@@ -28,10 +28,11 @@ REFERENCE_SECONDS_PER_IMAGE = 5.2
 TARGET_IMAGES_PER_SECOND = 40.0
 
 
-def bench_config(out: Path, frames: int, size: int, image_format: str, workers: int = 1, spp: int | None = None) -> GenerateConfig:
+def bench_config(out: Path, frames: int, size: int, image_format: str, workers: int = 1, spp: int | None = None,
+                 scene: str = "flying") -> GenerateConfig:
     return GenerateConfig(
         out=out, nb_frames=frames, width=size, height=size, nb_objects=10, nb_distractors=20,
-        image_format=image_format, workers=workers, frames_per_shard=50, spp=spp,
+        image_format=image_format, workers=workers, frames_per_shard=50, spp=spp, scene=scene,
     )
 
 
@@ -71,12 +72,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--image_format", default="jpg", choices=("jpg", "png"))
     parser.add_argument("--spp", type=int, default=None, help="raster anti-aliasing samples (default: the config default, 1)")
+    parser.add_argument("--scene", default="flying", choices=("flying", "tabletop"),
+                        help="tabletop: physics once per views_per_scene (4) frames; 'sample' holds its share")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        stages = stage_times(bench_config(root / "stages", 50, args.size, args.image_format, spp=args.spp), 50)
-        print(f"\nper-frame stages, one process, {args.size}x{args.size}, 10 targets + 20 distractors, {args.image_format}:")
+        stages = stage_times(bench_config(root / "stages", 50, args.size, args.image_format, spp=args.spp, scene=args.scene), 50)
+        print(f"\nper-frame stages, one process, {args.size}x{args.size}, {args.scene}, 10 targets + 20 distractors, {args.image_format}:")
         for name, seconds in stages.items():
             print(f"  {name:<9} {seconds * 1000:7.1f} ms")
         print(f"  {'total':<9} {sum(stages.values()) * 1000:7.1f} ms  ({1 / sum(stages.values()):.1f} images/s)")
@@ -84,8 +87,8 @@ def main() -> None:
         print(f"\nend to end (generate(), {args.frames} frames):")
         print(f"  {'workers':>7} {'wall s':>8} {'images/s':>9} {'steady images/s':>16} {'x reference':>12} {'of target':>10}")
         for workers in (1, 2):
-            short = timed_generate(bench_config(root / f"short{workers}", short_frames, args.size, args.image_format, workers, args.spp))
-            long = timed_generate(bench_config(root / f"long{workers}", args.frames, args.size, args.image_format, workers, args.spp))
+            short = timed_generate(bench_config(root / f"short{workers}", short_frames, args.size, args.image_format, workers, args.spp, args.scene))
+            long = timed_generate(bench_config(root / f"long{workers}", args.frames, args.size, args.image_format, workers, args.spp, args.scene))
             rate = args.frames / long
             steady = (args.frames - short_frames) / max(long - short, 1e-9)
             print(
