@@ -25,8 +25,7 @@ passive_openmp_wait()  # as `dope train` runs (set before torch loads OpenMP)
 
 import torch  # noqa: E402
 
-from trainer.loop import stage_losses  # noqa: E402
-from trainer.networks import build_network, count_parameters  # noqa: E402
+from trainer.networks import build_network, count_parameters, network_spec  # noqa: E402
 
 
 class StepTimer:
@@ -47,7 +46,7 @@ class StepTimer:
     def step(self, record: bool = True) -> None:
         wall, cpu = time.perf_counter(), time.process_time()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp):
-            loss = stage_losses(self.net, self.model(self.x, logits=True), self.belief, self.affinity)
+            loss = network_spec(self.net).loss(self.model(self.x, logits=True), self.belief, self.affinity)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
