@@ -189,19 +189,7 @@ def start_run(config: TrainConfig) -> Run:
     torch.manual_seed(config.seed)
     plan = plan_data(config, dist.rank, dist.world_size)
     spec = network_spec(config.net)
-    network = build_network(config.net, config.stages, config.pretrained, config.vgg_weights)
-    mean, std = NORMALIZATIONS[config.normalization or spec.normalization]
-    meta = ModelMeta(
-        network=config.net, class_name=plan.class_name, cuboid=plan.cuboid, stages=network.num_stages,
-        input_size=config.image_size, mean=mean, std=std, stride=spec.stride, outputs=spec.outputs,
-        offset_scale=spec.offset_scale,
-    )
-    network.to(dist.device)
-    if config.channels_last:
-        network.to(memory_format=torch.channels_last)
-    model = network
-    if dist.world_size > 1:
-        model = nn.parallel.DistributedDataParallel(network, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    network, model, meta = _network(config, spec, dist, plan)
     per_epoch = steps_per_epoch(plan, config, dist.world_size)
     schedule_steps = per_epoch * config.epochs  # the schedule ignores max_steps, so a stop/resume matches
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -213,6 +201,24 @@ def start_run(config: TrainConfig) -> Run:
         min(config.max_steps or schedule_steps, schedule_steps), TrainSummary(steps=0),
         _tensorboard(config.out) if dist.is_main else None,
     )
+
+
+def _network(config: TrainConfig, spec: NetworkSpec, dist: Distributed, plan: DataPlan) -> tuple[nn.Module, nn.Module, ModelMeta]:
+    """(the network on its device, what runs the steps: it or its DDP wrapper, its metadata)."""
+    network = build_network(config.net, config.stages, config.pretrained, config.vgg_weights)
+    mean, std = NORMALIZATIONS[config.normalization or spec.normalization]
+    meta = ModelMeta(
+        network=config.net, class_name=plan.class_name, cuboid=plan.cuboid, stages=network.num_stages,
+        input_size=config.image_size, mean=mean, std=std, stride=spec.stride, outputs=spec.outputs,
+        offset_scale=spec.offset_scale,
+    )
+    network.to(dist.device)
+    if config.channels_last:
+        network.to(memory_format=torch.channels_last)
+    if dist.world_size == 1:
+        return network, network, meta
+    device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return network, nn.parallel.DistributedDataParallel(network, device_ids=device_ids), meta
 
 
 def resume(run: Run) -> None:
@@ -308,9 +314,9 @@ def _optimisation_step(run: Run, batch: dict) -> torch.Tensor:
     config, device, dtype = run.config, run.dist.device, run.dtype
     run.model.train()
     images = normalise(batch["image"], run.meta, device, config.channels_last)
-    targets = run.spec.targets(batch, device)
+    belief, affinity = batch["belief"].to(device), batch["affinity"].to(device)
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        loss = run.spec.loss(run.spec.forward(run.model, images), targets)
+        loss = run.spec.loss(run.model(images, logits=True), belief, affinity)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     if config.grad_clip > 0:
