@@ -314,9 +314,9 @@ def _optimisation_step(run: Run, batch: dict) -> torch.Tensor:
     config, device, dtype = run.config, run.dist.device, run.dtype
     run.model.train()
     images = normalise(batch["image"], run.meta, device, config.channels_last)
-    belief, affinity = batch["belief"].to(device), batch["affinity"].to(device)
+    targets = run.spec.targets(batch, device)
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        loss = run.spec.loss(run.model(images, logits=True), belief, affinity)
+        loss = run.spec.loss(run.spec.forward(run.model, images), targets)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     if config.grad_clip > 0:
