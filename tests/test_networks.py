@@ -179,11 +179,6 @@ def test_light_starts_at_the_belief_prior():
     assert abs(belief.mean().item() - BELIEF_PRIOR) < 0.01
 
 
-def test_unknown_network():
-    with pytest.raises(DopeError, match="unknown network 'resnet' \\(valid: dope, light\\)"):
-        build_network("resnet")
-
-
 def test_missing_vgg_weights_file(tmp_path):
     with pytest.raises(DopeError, match="does not exist"):
         build_network("dope", pretrained=True, vgg_weights=tmp_path / "vgg19.pth")
