@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -23,6 +22,7 @@ from .annotate import annotate
 from .assets import build_asset_library
 from .config import GenerateConfig
 from .errors import DopeError
+from .exchange import Sample
 from .geometry import Cuboid
 from .render import Renderer, RenderLayers, create_renderer
 from .scene import renderer_names, sample_scene
@@ -31,18 +31,6 @@ log = logging.getLogger(__name__)
 
 PNG_COMPRESSION = 1
 DEPTH_UNITS_PER_METRE = 1000.0  # depth.png holds millimetres
-
-
-@dataclass
-class Sample:
-    """One encoded frame: WebDataset member name (without the key) -> bytes."""
-
-    index: int
-    members: dict[str, bytes]
-
-    @property
-    def key(self) -> str:
-        return f"{self.index:06d}"
 
 
 class FrameSynthesizer:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 
-from dope_stream.atomic import write_atomically
+from dope_stream.exchange import write_atomically
 from dope_stream.config import PACKAGE_ASSETS, ConfigModel, FloatPair, IntRange, add_config_arguments, config_from_args
 
 log = logging.getLogger(__name__)

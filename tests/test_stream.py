@@ -26,7 +26,8 @@ from dope_stream.stream import generate_with_ray
 from dope_stream.stream.dataset import LOADER_CONTEXT, RayFrameDataset
 from dope_stream.stream.frames import FrameStream
 from dope_stream.stream.session import cluster_address, connect, disconnect
-from dope_stream.writers import MANIFEST_NAME, open_writer, shard_name
+from dope_stream.exchange import MANIFEST_NAME, shard_name
+from dope_stream.writers import open_writer
 
 NB_FRAMES = 24
 FRAMES_PER_SHARD = 4

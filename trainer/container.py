@@ -43,7 +43,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import Field, ValidationError
 
-from dope_stream.atomic import write_atomically
+from dope_stream.exchange import write_atomically
 from dope_stream.assets import MESH_SUFFIXES, list_files
 from dope_stream.config import ConfigModel, GenerateConfig, describe_validation_error, read_yaml
 from dope_stream.errors import DopeError

@@ -15,17 +15,17 @@ from pathlib import Path
 
 from dope_stream.config import GenerateConfig
 from dope_stream.errors import DopeError
-from dope_stream.writers import shard_name, shard_ranges
+from dope_stream.exchange import shard_name
+from dope_stream.writers import config_shard_ranges
 from trainer.config import TrainConfig
-from trainer.data import FrameEncoder, IterableSource
+from trainer.data import DataPlan, FrameEncoder, IterableSource, encoder_settings, validation_set
 
 log = logging.getLogger(__name__)
 
 
-def stream_plan(config: TrainConfig, dist):
+def stream_plan(config: TrainConfig) -> DataPlan:
     """DataPlan whose training source is the live stream of `config.stream`."""
-    from dope_stream.stream.dataset import RayFrameDataset
-    from trainer.loop import DataPlan, encoder_settings, validation_set
+    from dope_stream.stream.dataset import RayFrameDataset  # imports Ray: only for --stream
 
     generate_config = GenerateConfig.load(config.stream)
     if generate_config.ray is None:
@@ -52,7 +52,7 @@ def busy_renderer_cpus(generate_config: GenerateConfig) -> int:
     from dope_stream.stream.frames import plan_actors
 
     out = Path(generate_config.out)
-    if all((out / shard_name(k)).is_file() for k in range(len(shard_ranges(generate_config)))):
+    if all((out / shard_name(k)).is_file() for k in range(len(config_shard_ranges(generate_config)))):
         return 0
     plan = plan_actors(generate_config)
     return 0 if plan.num_gpus > 0 else plan.count

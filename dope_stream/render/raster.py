@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DopeError
-from ..geometry import project_points
+from ..geometry import project_points, spherical_uv
 from ..scene import Lighting
 from . import RenderLayers
 from .raster_shaders import (
@@ -180,10 +180,8 @@ def _gl_matrix(matrix: np.ndarray) -> bytes:
 
 
 def fallback_uv(vertices: np.ndarray) -> np.ndarray:
-    """Spherical UVs about the AABB centre, for meshes without any (so photo textures still wrap)."""
-    d = vertices - 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
-    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
-    return np.stack([np.arctan2(d[:, 0], d[:, 2]) / (2 * np.pi) + 0.5, np.arccos(np.clip(d[:, 1], -1, 1)) / np.pi], 1)
+    """UVs for a loaded mesh without any (so photo textures still wrap): spherical, about its up axis y."""
+    return spherical_uv(vertices, pole_axis=1)
 
 
 def _is_closed(mesh: "MeshAsset") -> bool:
