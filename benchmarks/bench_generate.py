@@ -46,7 +46,7 @@ def stage_times(config: GenerateConfig, frames: int) -> dict[str, float]:
             t0 = time.perf_counter()
             scene = sample_scene(config, synthesizer.assets, index)
             t1 = time.perf_counter()
-            layers = synthesizer.renderer_for(scene.renderer).render(scene)
+            layers = synthesizer.renderer.render(scene)
             t2 = time.perf_counter()
             annotation = annotate(scene, layers, synthesizer.assets)
             t3 = time.perf_counter()

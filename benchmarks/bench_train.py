@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainer.cli import passive_openmp_wait
+from dope_app.environment import passive_openmp_wait
 
 passive_openmp_wait()  # as `dope train` runs (set before torch loads OpenMP)
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from dope_stream.config import PACKAGE_ASSETS
-from trainer.container import Environment, collect_layers, main, plan_run, run_plan
+from dope_app.container import Environment, collect_layers, main, plan_run, run_plan
 
 REPO = Path(__file__).resolve().parents[1]
 CRACKER_BOX = PACKAGE_ASSETS / "objects" / "003_cracker_box"
@@ -86,7 +86,7 @@ def test_every_key_has_one_meaning():
     a new shared key, or a stage key equal to a container key, needs a decision here first."""
     from dope_stream.config import GenerateConfig
     from trainer.config import TrainConfig
-    from trainer.container import ContainerConfig
+    from dope_app.container import ContainerConfig
 
     generate_keys, train_keys = set(GenerateConfig.model_fields), set(TrainConfig.model_fields)
     assert generate_keys & train_keys == {"seed", "workers", "out"}
@@ -172,7 +172,7 @@ def test_unreadable_hyperparameters_and_empty_obj_channel(tmp_path, capsys):
 def test_bad_hyperparameter_in_a_fresh_process_has_no_traceback(tmp_path):
     root = sagemaker_root(tmp_path, {"epochs": "1.5"})
     result = subprocess.run(
-        [sys.executable, "-m", "trainer.container", "train"], cwd=REPO, capture_output=True, text=True,
+        [sys.executable, "-m", "dope_app.container", "train"], cwd=REPO, capture_output=True, text=True,
         env={**os.environ, "DOPE_SM_ROOT": str(root)}, timeout=120,
     )
     assert result.returncode == 2
@@ -185,7 +185,7 @@ def test_bad_hyperparameter_in_a_fresh_process_has_no_traceback(tmp_path):
 
 def start_job(root: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "trainer.container", "train"], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "dope_app.container", "train"], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
         env={**os.environ, "DOPE_SM_ROOT": str(root)}, start_new_session=True,
     )
 
