@@ -82,14 +82,14 @@ def test_sagemaker_strings_channels_and_precedence(tmp_path):
 
 
 def test_every_key_has_one_meaning():
-    """A key both stages know is routed on purpose (seed: both; workers: rendering; out: the container's);
-    a new shared key, or a stage key equal to a container key, needs a decision here first."""
+    """A key both stages know is routed on purpose (seed: both; out: the container's; the old `workers`:
+    rendering); a new shared key, or a stage key equal to a container key, needs a decision here first."""
     from dope_stream.config import GenerateConfig
     from trainer.config import TrainConfig
     from dope_app.container import ContainerConfig
 
     generate_keys, train_keys = set(GenerateConfig.model_fields), set(TrainConfig.model_fields)
-    assert generate_keys & train_keys == {"seed", "workers", "out"}
+    assert generate_keys & train_keys == {"seed", "out"}
     assert not set(ContainerConfig.model_fields) & (generate_keys | train_keys)
 
 
@@ -98,7 +98,7 @@ def test_paths_outside_sagemaker_and_the_streaming_plan(tmp_path):
     plan = plan_for(bare, ["--generator", "streaming", "--ray=head:6379", "--model-dir", str(tmp_path / "m")])
     assert plan.model_dir == tmp_path / "m" and plan.checkpoint_dir == Path("out/checkpoints")
     assert plan.generate.ray == "head:6379" and plan.train.data == []
-    assert plan.train.stream == Path("out/checkpoints/stream.yaml")
+    assert plan.train.stream == plan.generate  # the generate section itself, no file in between
     assert plan_for(bare, SM_MODEL_DIR=str(tmp_path / "sm_model")).model_dir == tmp_path / "sm_model"
     generate_then_train = plan_for(bare, DOPE_DATASET=str(tmp_path / "frames"))
     assert generate_then_train.train.data == [tmp_path / "frames"] == [generate_then_train.generate.out]
@@ -109,16 +109,14 @@ def test_paths_outside_sagemaker_and_the_streaming_plan(tmp_path):
 
 
 def test_streaming_hands_the_generate_settings_to_the_trainer(tmp_path, monkeypatch):
-    """The streaming trainer gets a GenerateConfig YAML equal to the container's generate settings."""
-    from dope_stream.config import GenerateConfig
-
+    """The streaming trainer gets a stream config equal to the container's generate settings."""
     received = {}
 
     class TrainerReached(Exception):
         pass
 
     def trainer_stand_in(config):
-        received.update(config=config, stream=GenerateConfig.load(config.stream))
+        received.update(config=config, stream=config.stream)
         raise TrainerReached
 
     monkeypatch.setattr("trainer.loop.train", trainer_stand_in)
@@ -132,7 +130,7 @@ def test_streaming_hands_the_generate_settings_to_the_trainer(tmp_path, monkeypa
         run_plan(plan)
     assert received["stream"] == plan.generate and received["stream"].out == checkpoints / "dataset"
     assert received["stream"].ray == "local" and received["stream"].nb_objects == (2, 4)
-    assert received["config"].stream == checkpoints / "stream.yaml" and received["config"].resume is False
+    assert not (checkpoints / "stream.yaml").exists() and received["config"].resume is False
 
 
 @pytest.mark.parametrize(

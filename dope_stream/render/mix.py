@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import BACKENDS, RenderLayers, RenderOptions
+from .protocol import RenderLayers, RenderOptions
 
 if TYPE_CHECKING:
     from ..assets import AssetLibrary
@@ -14,13 +14,14 @@ if TYPE_CHECKING:
 
 
 class MixRenderer:
-    def __init__(self, assets: "AssetLibrary", options: RenderOptions):
+    def __init__(self, assets: "AssetLibrary", options: RenderOptions, members: list[str]):
+        """members: the backends frames will use (mix_fraction 0: no Mitsuba at all)."""
         from .raster import RasterRenderer
 
         self.raster = RasterRenderer(assets)
         self.members: dict = {"raster": self.raster}
         try:
-            if "pathtrace" in BACKENDS["mix"].members(options):  # mix_fraction 0: no Mitsuba at all
+            if "pathtrace" in members:
                 from .pathtrace import PathTraceRenderer
 
                 pathtrace = options.pathtrace

@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 
 from ..errors import DopeError
-from . import RenderLayers
+from .protocol import RenderLayers
 from .denoise import denoise_hdr
 from .conventions import environment_from_camera, fallback_uv, photo_cover_transform, tonemap_to_srgb8
 from .raster import RasterRenderer

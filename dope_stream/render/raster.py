@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import DopeError
 from ..geometry import project_points
-from . import RenderLayers
+from .protocol import RenderLayers
 from .conventions import (
     NEAR_M,
     environment_from_camera,
