@@ -265,3 +265,13 @@ def test_train_only_on_a_training_channel_in_two_torchrun_processes(tmp_path):
     _, meta = load_model(model_file)
     assert meta.class_name == "toy_box" and meta.cuboid.to_dict() == pytest.approx(BOX.to_dict())
     assert yaml.safe_load((root / "checkpoints" / "train.yaml").read_text())["data"] == [str(root / "input/data/training")]
+
+
+def test_backend_variables_and_renamed_keys_reach_the_generate_section(tmp_path, caplog):
+    bare = tmp_path / "no_opt_ml"
+    plan = plan_for(bare, ["--workers", "2", "--pathtrace", '{"threads": 1}'], DOPE_MITSUBA_VARIANT="scalar_rgb")
+    assert plan.generate.render_workers == 2 and "key 'workers' is deprecated" in caplog.text
+    assert plan.generate.pathtrace.variant == "scalar_rgb" and plan.generate.pathtrace.threads == 1
+    assert plan.tree.generate is plan.generate and plan.tree.train is plan.train
+    with pytest.raises(Exception, match="unknown key 'pathtrace.thread' \\(did you mean 'threads'\\?\\)"):
+        plan_for(bare, ["--pathtrace", '{"thread": 1}'])
