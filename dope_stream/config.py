@@ -4,7 +4,9 @@ Every command has one pydantic model (`GenerateConfig` here; the trainer and inf
 theirs on the same `ConfigModel` base). The model is the single source of truth: its fields are the
 YAML keys (the seed's knob names: `obj`, `nb_objects`, `nb_distractors`, `nb_frames`, `spp`), the CLI
 options (`--nb_objects`, also spelled `--nb-objects`) and their help texts. Precedence: defaults <
-`--config FILE` < command-line options.
+`--config FILE` < command-line options. Models nest (`GenerateConfig.pathtrace`, `TrainConfig.stream`);
+`dope_app.config.DopeConfig` holds every command's model as one section of one tree. An unknown key,
+nested or not, is one DopeError with a "did you mean"; a renamed key (`deprecated_keys`) still works.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 What it shares with `raster` (so that one seed gives one scene, whichever backend renders it):
 - Annotations: instance ids, depth and full pixel counts come from the raster backend's geometry
-  pass (a `RasterRenderer` owned by this one), so JSON annotations are identical across backends;
+  pass (a `RasterRenderer` of its own, or the one `mix` shares), so JSON annotations are identical across backends;
   the path-traced image is pixel-aligned with them (same intrinsics, integer pixel coordinates are
   pixel centres).
 - Environment orientation (`conventions.environment_from_camera`; Mitsuba's `envmap` uses the same
