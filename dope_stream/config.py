@@ -408,7 +408,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, model: type[ConfigMode
     parser.add_argument("--config", type=Path, default=None, help="YAML file with any of the options below")
     for name, field in cli_fields(model):
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        help_text = f"{field.description} ({_default_text(field)})"
+        help_text = f"{field.description} ({_default_text(field)})".replace("%", "%%")  # argparse formats help with %
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         annotation = field.annotation
         if annotation is bool:

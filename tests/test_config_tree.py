@@ -8,7 +8,7 @@ import logging
 import pytest
 import yaml
 
-from dope_app.cli import main
+from dope_app.cli import COMMANDS, main
 from dope_app.config import DemoConfig, DopeConfig, default_tree_yaml
 from dope_stream.config import GenerateConfig
 from dope_stream.errors import DopeError
@@ -117,3 +117,10 @@ def test_backend_environment_is_read_by_the_cli_not_the_library(monkeypatch, cap
     monkeypatch.setenv("DOPE_PATHTRACE_THREADS", "two")
     assert main(["generate", "--print-config"]) == 2
     assert "DOPE_PATHTRACE_THREADS='two'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", sorted(COMMANDS))
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main([verb, "--help"])
+    assert caught.value.code == 0 and f"dope {verb}" in capsys.readouterr().out
