@@ -105,7 +105,16 @@ class ConfigModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _renamed_keys(cls, values: Any) -> Any:
-        if not isinstance(values, dict) or not cls.deprecated_keys.keys() & values.keys():
+        return cls.renamed_keys(values) if isinstance(values, dict) else values
+
+    def model_copy(self, *, update: dict | None = None, deep: bool = False):
+        """As pydantic's, with old key names in `update` taken as the new ones (with a warning)."""
+        return super().model_copy(update=type(self).renamed_keys(update) if update else update, deep=deep)
+
+    @classmethod
+    def renamed_keys(cls, values: dict) -> dict:
+        """`values` with deprecated keys under their new names, each with a warning."""
+        if not cls.deprecated_keys.keys() & values.keys():
             return values
         values = dict(values)
         for old, new in cls.deprecated_keys.items():

@@ -70,7 +70,9 @@ def test_old_keys_still_work_with_a_deprecation_message(tmp_path, caplog):
         generate = GenerateConfig.load(overrides={"workers": 3})
         train = TrainConfig(workers=0, stream=stream_file)
         demo = DemoConfig(workers=1)
+        copied = generate.model_copy(update={"workers": 2})  # library code that updates a config
     assert generate.render_workers == 3 and train.loader_workers == 0 and demo.render_workers == 1
+    assert copied.render_workers == 2 and "workers" not in copied.__dict__
     assert train.stream == GenerateConfig(nb_frames=8, seed=4)  # the file's settings, nested
     assert "'workers' is deprecated: it is now 'render_workers'" in caplog.text
     assert "'workers' is deprecated: it is now 'loader_workers'" in caplog.text
