@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainer.cli import passive_openmp_wait
+from dope_app.environment import passive_openmp_wait
 
 passive_openmp_wait()  # as `dope train` runs (set before torch loads OpenMP)
 
@@ -82,13 +82,14 @@ def compare(size: int, batch: int, rounds: int, light_per_round: int, amp: bool)
 
 def stream_run(stream_config: Path, steps: int, size: int, batch: int, workers: int) -> None:
     from dope_stream.stream.session import disconnect
+    from dope_stream.config import GenerateConfig
     from trainer.config import TrainConfig
     from trainer.loop import train
 
     with tempfile.TemporaryDirectory() as run:
         config = TrainConfig(
-            stream=stream_config, net="light", epochs=1000, max_steps=steps, batch_size=batch, image_size=size,
-            out=Path(run), workers=workers, amp=False, save_every=10**9,
+            stream=GenerateConfig.load(stream_config), net="light", epochs=1000, max_steps=steps, batch_size=batch, image_size=size,
+            out=Path(run), loader_workers=workers, amp=False, save_every=10**9,
         )
         try:
             summary = train(config)

@@ -37,8 +37,8 @@ from .geometry import Cuboid
 
 log = logging.getLogger(__name__)
 
-# Options that change how a dataset is produced, not what it holds: a resume may change them.
-RUN_ONLY_OPTIONS = ("workers", "ray", "out", "actor_gpus", "stream_buffer", "shuffle_buffer")
+# How a dataset is rendered, not what it holds (a resume may change them; `workers` is render_workers' old name).
+RUN_ONLY_OPTIONS = ("render_workers", "workers", "pathtrace", "ray", "out", "actor_gpus", "stream_buffer", "shuffle_buffer")
 
 
 class DatasetWriter(Protocol):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainer.container import known_keys
+from dope_app.container import known_keys
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -115,7 +115,7 @@ def test_compose_runs_a_ray_head_workers_and_a_streaming_trainer():
     assert "ray start --head --port=6379" in services["head"]["command"]
     assert "ray start --address=head:6379" in services["worker"]["command"]
     trainer = services["trainer"]
-    assert "ray start --address=head:6379" in trainer["command"] and "python -m trainer.container" in trainer["command"]
+    assert "ray start --address=head:6379" in trainer["command"] and "python -m dope_app.container" in trainer["command"]
     settings = trainer["environment"]
     assert settings["DOPE_GENERATOR"] == "streaming" and settings["DOPE_RAY"] == "head:6379"
     for name in settings:

@@ -7,7 +7,7 @@ import onnx
 import pytest
 import torch
 
-from dope_stream.cli import main
+from dope_app.cli import main
 from dope_stream.geometry import Cuboid
 from infer.export import export_onnx, max_abs_difference
 from infer.loading import OnnxBackend

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dope_stream.cli import main
+from dope_app.cli import main
 from dope_stream.geometry import Cuboid, Intrinsics
 from trainer.checkpoint import save_atomic
 from trainer.meta import ModelMeta

@@ -9,7 +9,7 @@ import torch
 from toy_dataset import write_folder
 
 from dope_stream.assets import target_cuboids
-from dope_stream.cli import main
+from dope_app.cli import main
 from dope_stream.config import GenerateConfig
 from dope_stream.generate import generate
 from dope_stream.reader import open_dataset

@@ -119,7 +119,7 @@ def set_threads(config: TrainConfig, device: torch.device, plan: DataPlan) -> No
     if threads is not None and threads != torch.get_num_threads():
         torch.set_num_threads(threads)
         log.info("torch threads: %d (%d cores, %d renderer processes, %d loader workers)",
-                 threads, available_cores(), renderers, config.workers)
+                 threads, available_cores(), renderers, config.loader_workers)
 
 
 # --- schedule ---------------------------------------------------------------------------------------
@@ -339,9 +339,9 @@ def _loader(plan: DataPlan, config: TrainConfig, epoch: int, samples_done: int) 
     else:
         plan.train.epoch = epoch
     # Spawned workers: the live stream's Ray connection cannot survive a fork.
-    context = "spawn" if config.stream is not None and config.workers > 0 else None
+    context = "spawn" if config.stream is not None and config.loader_workers > 0 else None
     return DataLoader(
-        plan.train, batch_size=config.batch_size, sampler=plan.sampler, num_workers=config.workers,
+        plan.train, batch_size=config.batch_size, sampler=plan.sampler, num_workers=config.loader_workers,
         drop_last=plan.sampler is None, persistent_workers=False, pin_memory=torch.cuda.is_available(),
         multiprocessing_context=context,
     )

@@ -1,6 +1,6 @@
-"""`dope train --stream CONFIG`: train on frames rendered by Ray actors during the run.
+"""`dope train` with `stream`: train on frames rendered by Ray actors during the run.
 
-CONFIG is a `dope generate` YAML (GenerateConfig). `dope_stream.stream.dataset.RayFrameDataset`
+`stream` is a `dope generate` config (GenerateConfig, nested in TrainConfig). `dope_stream.stream.dataset.RayFrameDataset`
 renders the frames, writes them into the config's `out` as shards (a later epoch or a restarted run
 reads finished shards back instead of rendering them) and splits the work across DDP ranks and
 DataLoader workers itself. One pass over its `nb_frames` frames is one epoch (or
@@ -27,14 +27,14 @@ def stream_plan(config: TrainConfig) -> DataPlan:
     """DataPlan whose training source is the live stream of `config.stream`."""
     from dope_stream.stream.dataset import RayFrameDataset  # imports Ray: only for --stream
 
-    generate_config = GenerateConfig.load(config.stream)
+    generate_config = config.stream
     if generate_config.ray is None:
         generate_config = generate_config.model_copy(update={"ray": "local"})
     frames = RayFrameDataset(generate_config, write_shards=True)
     classes = sorted(frames.cuboids)
     class_name = config.object or (classes[0] if len(classes) == 1 else None)
     if class_name not in frames.cuboids:
-        raise DopeError(f"option 'object': class {class_name!r} is not rendered by {config.stream} (classes: {', '.join(classes)})")
+        raise DopeError(f"option 'object': class {class_name!r} is not rendered by the stream into {generate_config.out} (classes: {', '.join(classes)})")
     encoder = FrameEncoder(encoder_settings(config, class_name, "m", train=True))
     # RayFrameDataset already gives each rank and worker its own frames. `partial(iter, ...)` (not a
     # lambda) pickles into spawned DataLoader workers.

@@ -49,7 +49,7 @@ def validate(network: nn.Module, dataset: MapDataset, meta: ModelMeta, config: T
     network.eval()
     spec = network_spec(meta.network)
     losses, errors, missed = [], [], 0
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=min(config.workers, 2))
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=min(config.loader_workers, 2))
     for batch in loader:
         images = normalise(batch["image"], meta, device, config.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):

@@ -78,9 +78,9 @@ class ActorPlan:
 
 
 def plan_actors(config: GenerateConfig) -> ActorPlan:
-    """One actor per `actor_gpus` GPUs when the cluster has GPUs, else `workers` CPU actors.
+    """One actor per `actor_gpus` GPUs when the cluster has GPUs, else `render_workers` CPU actors.
 
-    CPU actors reserve at most one CPU each, less when `workers` exceeds the cluster's CPUs, so the
+    CPU actors reserve at most one CPU each, less when `render_workers` exceeds the cluster's CPUs, so the
     number the user asked for always fits (oversubscribing is then their explicit choice).
     """
     resources = ray.cluster_resources()
@@ -91,7 +91,7 @@ def plan_actors(config: GenerateConfig) -> ActorPlan:
             raise DopeError(f"actor_gpus: {config.actor_gpus} GPUs per actor, but the Ray cluster has {gpus:g}")
         return ActorPlan(count, 1.0, config.actor_gpus)
     cpus = resources.get("CPU", 1.0)
-    return ActorPlan(config.workers, min(1.0, cpus / config.workers), 0.0)
+    return ActorPlan(config.render_workers, min(1.0, cpus / config.render_workers), 0.0)
 
 
 @dataclass
