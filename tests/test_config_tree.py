@@ -76,7 +76,6 @@ def test_old_keys_still_work_with_a_deprecation_message(tmp_path, caplog):
     assert train.stream == GenerateConfig(nb_frames=8, seed=4)  # the file's settings, nested
     assert "'workers' is deprecated: it is now 'render_workers'" in caplog.text
     assert "'workers' is deprecated: it is now 'loader_workers'" in caplog.text
-    assert "option 'stream': a YAML file path is deprecated" in caplog.text
     with pytest.raises(DopeError, match="'workers' and 'render_workers' are the same setting"):
         GenerateConfig.load(overrides={"workers": 3, "render_workers": 2})
     with pytest.raises(DopeError, match="does not exist"):

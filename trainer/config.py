@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -10,7 +9,6 @@ from pydantic import Field, field_validator, model_validator
 
 from dope_stream.config import ConfigModel, FloatPair, GenerateConfig, PathList
 
-log = logging.getLogger(__name__)
 
 
 class TrainConfig(ConfigModel):
@@ -74,11 +72,9 @@ class TrainConfig(ConfigModel):
     @field_validator("stream", mode="before")
     @classmethod
     def _stream_file(cls, value: Any) -> Any:
-        """A path is the old spelling (a GenerateConfig YAML file): read it, with a warning."""
+        """A path (the command line's spelling, and the old YAML one) names a `dope generate` YAML file."""
         if not isinstance(value, (str, Path)):
             return value
-        log.warning("option 'stream': a YAML file path is deprecated; give the generate settings as a mapping "
-                    "under 'stream' (dope config train shows the layout)")
         return GenerateConfig.load(value)
 
     @property
