@@ -10,7 +10,6 @@ from pydantic import Field, field_validator, model_validator
 from dope_stream.config import ConfigModel, FloatPair, GenerateConfig, PathList
 
 
-
 class TrainConfig(ConfigModel):
     """`dope train`: fit a keypoint network for one object class."""
 
