@@ -116,11 +116,13 @@ def test_compose_runs_a_ray_head_workers_and_a_streaming_trainer():
     assert "ray start --address=head:6379" in services["worker"]["command"]
     trainer = services["trainer"]
     assert "ray start --address=head:6379" in trainer["command"] and "python -m dope_app.container" in trainer["command"]
-    settings = trainer["environment"]
+    settings = {name: value for name, value in trainer["environment"].items() if not name.startswith("RAY_AUTH_")}
     assert settings["DOPE_GENERATOR"] == "streaming" and settings["DOPE_RAY"] == "head:6379"
     for name in settings:
         assert name.startswith("DOPE_") and name.removeprefix("DOPE_").lower() in known_keys(), name
-    for service in services.values():
+    for service in services.values():  # every node and the driver carry the cluster's token
+        assert service["environment"]["RAY_AUTH_MODE"] == "token"
+        assert service["environment"]["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?")
         build = service["build"]
         context = COMPOSE.parent / build["context"]
         dockerfile = re.sub(r"\$\{\w+:-([^}]+)\}", r"\1", build["dockerfile"])  # the default of ${VAR:-default}
