@@ -3,10 +3,11 @@
 # then returns. Used by the README's two set-up commands and by CI.
 #   - Mesa EGL + llvmpipe: headless OpenGL for the raster renderer (the NVIDIA driver takes over on a GPU).
 #   - LLVM 19: Mitsuba 3's CPU backend (drjit) crashes with older LLVMs; see dope_stream/render/pathtrace.py.
+#   - g++: meshoptimizer (mesh simplification, dope_stream/assets.py) is published as source only and compiles on install.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-SYSTEM_PACKAGES=(libegl1 libgl1 libgl1-mesa-dri libgles2 libllvm19)
+SYSTEM_PACKAGES=(libegl1 libgl1 libgl1-mesa-dri libgles2 libllvm19 g++)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
