@@ -144,3 +144,12 @@ def test_documented_commands_name_files_that_exist():
         assert (REPO / path).exists(), path
     for key in re.findall(r"DOPE_([A-Z_]+)=", readme):
         assert key.lower() in known_keys() + ["sm_root", "config"], key
+
+
+@pytest.mark.parametrize("script", ["build-base.sh", "build-cpu.sh", "check-image.sh"])
+def test_build_and_check_scripts_are_executable_bash(script):
+    # they run for real only with a Docker engine (tests/test_docker_image.py)
+    path = DOCKER / script
+    assert os.access(path, os.X_OK)
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    assert path.name in (DOCKER / "README.md").read_text()
