@@ -4,8 +4,8 @@
 #   - Mesa EGL + llvmpipe: headless OpenGL for the raster renderer (the NVIDIA driver takes over on a GPU).
 #   - LLVM 19: Mitsuba 3's CPU backend (drjit) crashes with older LLVMs; see dope_stream/render/pathtrace.py.
 #   - g++, python3-dev: meshoptimizer (mesh simplification, dope_stream/assets.py) is published as source
-#     only and compiles on install (python3-dev: the headers of the distribution's Python; images
-#     whose Python carries its own, like python:3.11-slim, need only g++).
+#     only and compiles on install (python3-dev: headers for the distribution's own Python, which the
+#     Debian-based and CUDA images use; a Python with its own headers just ignores them).
 set -euo pipefail
 cd "$(dirname "$0")"
 
