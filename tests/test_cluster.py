@@ -199,7 +199,7 @@ def reference(tmp_path_factory) -> Path:
 
 
 def dope_generate(cluster: Cluster, out: Path, env: dict[str, str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "dope_stream.cli", "generate", "--ray", cluster.address, "--out", str(out),
+    command = [sys.executable, "-m", "dope_app.cli", "generate", "--ray", cluster.address, "--out", str(out),
                "--nb_frames", str(NB_FRAMES), "--frames_per_shard", str(FRAMES_PER_SHARD), "--width", "64",
                "--height", "64", "--nb_objects", "1,2", "--nb_distractors", "2", "--spp", "1", "--seed", "5",
                "--workers", "2"]
