@@ -43,8 +43,11 @@ def test_light_overfits_rendered_frames(rendered, tmp_path):
     assert summary.steps == 45
     first, last = summary.losses[0], np.mean(summary.losses[-5:])
     assert last < first / 10, (first, last)
+    # Validation decodes like `dope infer`: after 15 steps it finds few or no keypoints (their error is
+    # then NaN), after 45 it finds most of them within a few pixels.
     errors = [v["keypoint_error_px"] for v in summary.validation]
-    assert len(errors) == 3 and errors[-1] < 3.0 and errors[-1] < errors[0] / 2, errors
+    found = [v["keypoints_found"] for v in summary.validation]
+    assert len(errors) == 3 and errors[-1] < 5.0 and found[-1] > 0.8 and found[-1] > found[0], (errors, found)
 
     # The checkpoint alone gives the network and what inference needs.
     model, meta = load_model(tmp_path)
@@ -183,18 +186,20 @@ def test_validation_error_is_measured_with_the_deployed_decoder():
     """keypoint_errors decodes like `dope infer`: exact maps give ~0 px, empty maps find nothing."""
     from infer_maps import draw_maps
 
+    from trainer.meta import ModelMeta
     from trainer.validation import keypoint_errors
 
+    meta = ModelMeta("light", "box", None, 3, 128)
     truth = np.array([[20.0, 24.0], [90.0, 20.0], [92.0, 100.0], [18.0, 96.0], [30.0, 40.0], [80.0, 36.0],
                       [84.0, 88.0], [28.0, 84.0], [55.0, 60.0]])
     belief, affinity = draw_maps([truth], 128, 128)
     keypoints = np.zeros((1, 8, 9, 2), np.float32)
     keypoints[0, 0] = truth
-    errors, missed = keypoint_errors(belief[None], affinity[None], keypoints, np.array([1]), 128, 8)
+    errors, missed = keypoint_errors(belief[None], affinity[None], None, keypoints, np.array([1]), 128, meta)
     assert missed == 0 and len(errors) == 9 and max(errors) < 0.2
     shifted = keypoints.copy()
     shifted[0, 0, :, 0] += 3.0  # the decoder finds the maps' keypoints, 3 px from these
-    errors, _ = keypoint_errors(belief[None], affinity[None], shifted, np.array([1]), 128, 8)
+    errors, _ = keypoint_errors(belief[None], affinity[None], None, shifted, np.array([1]), 128, meta)
     assert np.allclose(errors, 3.0, atol=0.2)
-    errors, missed = keypoint_errors(np.zeros_like(belief)[None], affinity[None], keypoints, np.array([1]), 128, 8)
+    errors, missed = keypoint_errors(np.zeros_like(belief)[None], affinity[None], None, keypoints, np.array([1]), 128, meta)
     assert errors == [] and missed == 9
