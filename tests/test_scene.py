@@ -76,7 +76,7 @@ def test_backgrounds_and_distractor_sources(default_assets):
     loaded = GenerateConfig(procedural_distractors=0.0, nb_distractors=10)
     keys = {i.mesh_key for s in range(10) for i in sample_scene(loaded, default_assets, s).instances if not i.is_target}
     assert keys <= set(default_assets.distractors)
-    lights = {sample_scene(GenerateConfig(), default_assets, i).lighting.hdri_key for i in range(30)}
+    lights = {sample_scene(GenerateConfig(), default_assets, i).lighting.hdri_key for i in range(200)}
     assert lights == set(default_assets.hdris)
 
 
