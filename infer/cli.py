@@ -47,11 +47,23 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export import calibration_batches, export_onnx, max_abs_difference, output_difference, quantize_int8
     from .loading import load_torch_network
 
     config = config_from_args(ExportConfig, args)
     model, info = load_torch_network(config)
+    if config.official is not None:
+        from .export import export_official
+
+        print(f"exported {export_official(model, info, config.official)} (official layout, `module.` keys; "
+              f"mean {list(info.mean)}, std {list(info.std)}, map convention {info.map_convention})")
+    if config.onnx is not None:
+        _export_onnx(config, model, info)
+    return 0
+
+
+def _export_onnx(config: ExportConfig, model, info) -> None:
+    from .export import calibration_batches, export_onnx, max_abs_difference, output_difference, quantize_int8
+
     # Calibration images are read first: a bad folder fails before anything is written.
     batches = calibration_batches(config.calibration, info, config.width, config.height) if config.int8 else []
     path = export_onnx(model, info, config.onnx, config.width, config.height, config.dynamic, config.opset)
@@ -64,4 +76,3 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"int8: {quantized} (calibrated on {len(batches)} images); belief |fp32 - int8| max "
               f"{change['max_belief_difference']:.3f}, mean {change['mean_belief_difference']:.4f}; "
               f"{change['peaks_moved']} of {change['peaks']} belief peaks moved by more than one cell")
-    return 0

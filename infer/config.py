@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from dope_stream.config import PACKAGE_ASSETS, ConfigModel, FloatQuad, StrList, _parse_floats
 
@@ -26,6 +26,10 @@ class NetworkOptions(ConfigModel):
     )
     mean: FloatTriple | None = Field(None, description="official weights: input mean per RGB channel (default 0.5)")
     std: FloatTriple | None = Field(None, description="official weights: input std per RGB channel (default 0.5)")
+    map_convention: Literal["centre", "corner"] = Field(
+        "centre", description="official weights: where their targets put a keypoint at pixel u on the stride-8 maps: "
+        "centre (u - 3.5) / 8, the original weights; corner u / 8, weights from the reference's current train.py",
+    )
     device: str = Field("cpu", description="torch device (cpu, cuda, cuda:1, mps)")
 
     @field_validator("dims")
@@ -69,15 +73,26 @@ class EvaluateConfig(ConfigModel):
 
 
 class ExportConfig(NetworkOptions):
-    """`dope export`: ONNX model with input `input` (1,3,H,W) and output `output` (1,25,H/8,W/8)."""
+    """`dope export`: ONNX model with input `input` (1,3,H,W) and output `output` (1,25,H/8,W/8), and/or
+    the official weight layout."""
 
-    onnx: Path = Field(description="output .onnx file")
+    onnx: Path | None = Field(None, description="output .onnx file")
+    official: Path | None = Field(
+        None, description="dope network: also write OUT.pth, a plain `module.`-prefixed state dict (the layout the "
+        "reference code and Isaac ROS's dope_converter.py load)",
+    )
     height: int = Field(480, ge=16, le=4096, description="input height (a multiple of 8)")
     width: int = Field(640, ge=16, le=4096, description="input width (a multiple of 8)")
     dynamic: bool = Field(False, description="dynamic batch, height and width instead of a fixed size")
     opset: int = Field(17, ge=11, le=21, description="ONNX opset version")
     int8: bool = Field(False, description="also quantise to int8 (onnxruntime QDQ), written as OUT.int8.onnx: 1.6-1.7x faster on a CPU with VNNI")
     calibration: Path | None = Field(None, description="--int8: folder of representative images (rendered frames or photos; up to 32 used)")
+
+    @model_validator(mode="after")
+    def _some_output(self) -> "ExportConfig":
+        if self.onnx is None and self.official is None:
+            raise ValueError("give --onnx OUT.onnx, --official OUT.pth or both")
+        return self
 
     @field_validator("height", "width")
     @classmethod

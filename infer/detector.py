@@ -15,7 +15,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from dope_stream.geometry import NUM_KEYPOINTS, Cuboid, Intrinsics, Pose, projected_cuboid
+from dope_stream.geometry import DEFAULT_MAP_CONVENTION, NUM_KEYPOINTS, Cuboid, Intrinsics, Pose, projected_cuboid
 
 from .decode import DecodeSettings, ObjectKeypoints, decode, decode_offsets
 from .pnp import PnPSettings, solve_pose
@@ -37,19 +37,21 @@ class NetworkInfo:
     stride: int = 8
     official: bool = False  # official DOPE weights: no camera known from training
     offset_scale: float | None = None  # offset networks (`centre`): the offsets' unit in map cells
+    map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry.map_to_pixel: how the targets were placed
 
     def to_dict(self) -> dict:
         return {
             "network": self.network, "class_name": self.class_name, "cuboid": self.cuboid.to_dict(),
             "mean": list(self.mean), "std": list(self.std), "stride": self.stride, "official": self.official,
             "offset_scale": self.offset_scale,
+            "map_convention": self.map_convention,
         }
 
     @staticmethod
     def from_dict(d: dict) -> "NetworkInfo":
         return NetworkInfo(
             d["network"], d["class_name"], Cuboid.from_dict(d["cuboid"]), tuple(d["mean"]), tuple(d["std"]),
-            int(d["stride"]), bool(d["official"]), d.get("offset_scale"),
+            int(d["stride"]), bool(d["official"]), d.get("offset_scale"), d.get("map_convention", DEFAULT_MAP_CONVENTION),
         )
 
 
@@ -154,9 +156,10 @@ class Detector:
         size = self.network_size(width, height)
         maps = self.backend(self.preprocess(image_rgb, size))
         if self.info.offset_scale is not None:
-            objects = decode_offsets(maps[0], maps[2], self.info.stride, self.decode_settings, self.info.offset_scale)
+            objects = decode_offsets(maps[0], maps[2], self.info.stride, self.decode_settings, self.info.offset_scale,
+                                     self.info.map_convention)
         else:
-            objects = decode(maps[0], maps[1], self.info.stride, self.decode_settings)
+            objects = decode(maps[0], maps[1], self.info.stride, self.decode_settings, self.info.map_convention)
         # Inverse of the resize: pixel centres map as in Intrinsics.scaled.
         scale = np.array([width / size[0], height / size[1]])
         return [ObjectKeypoints((o.uv + 0.5) * scale - 0.5, o.scores) for o in objects]

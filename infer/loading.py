@@ -88,6 +88,7 @@ def _official_network(state: dict, options: NetworkOptions):
         mean=tuple(options.mean or OFFICIAL_NORMALISATION),
         std=tuple(options.std or OFFICIAL_NORMALISATION),
         official=True,
+        map_convention=options.map_convention,
     )
     return load_official_dope(state), info
 
@@ -107,6 +108,7 @@ def info_from_meta(meta, options: NetworkOptions) -> NetworkInfo:
         std=tuple(float(s) for s in meta.std),
         stride=int(meta.stride),
         offset_scale=OFFSET_SCALE if "offsets" in meta.outputs else None,
+        map_convention=meta.map_convention,
     )
 
 

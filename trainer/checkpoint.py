@@ -18,7 +18,7 @@ from torch import nn
 
 from dope_stream.atomic import write_atomically
 from dope_stream.errors import DopeError
-from dope_stream.geometry import Cuboid
+from dope_stream.geometry import DEFAULT_MAP_CONVENTION, Cuboid
 from trainer.networks import NORMALIZATIONS, OFFSET_NETWORKS, STRIDE, build_network
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ class ModelMeta:
     mean: tuple[float, float, float] = NORMALIZATIONS["imagenet"][0]
     std: tuple[float, float, float] = NORMALIZATIONS["imagenet"][1]
     stride: int = STRIDE
+    map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry.pixel_to_map: how targets were placed
     outputs: dict[str, int] = field(default_factory=lambda: {"belief": 9, "affinity": 16})
 
     def to_dict(self) -> dict:

@@ -37,6 +37,10 @@ class TrainConfig(ConfigModel):
     grad_clip: float = Field(5.0, ge=0, description="clip the gradient norm to this (0: off)")
     image_size: int = Field(400, ge=32, description="square training crop in pixels (a multiple of 8)")
     sigma: float = Field(1.0, gt=0, description="belief Gaussian sigma in output cells (stride 8)")
+    map_convention: Literal["centre", "corner"] = Field(
+        "centre", description="where a keypoint at pixel u sits on the stride-8 maps: centre (u - 3.5) / 8, this "
+        "project and the original DOPE weights; corner u / 8, the reference's current train.py. Stored with the model",
+    )
     affinity_radius: float = Field(1.5, gt=0, description="affinity field radius around each corner in output cells")
     augment: bool = Field(True, description="random scale/rotation/crop, colour jitter, noise and blur")
     camera_effects: bool = Field(

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, IterableDataset, get_worker_info
 
+from dope_stream.geometry import DEFAULT_MAP_CONVENTION
 from dope_stream.reader import LocalDataset, Unit, decode_sample, select_objects
 from trainer.augment import apply_transform, build_transform
 from trainer.networks import OFFSET_SCALE, STRIDE
@@ -48,6 +49,7 @@ class EncoderSettings:
     seed: int = 0
     offsets: bool = False  # also the corner-offset targets of the `centre` network
     camera_effects: bool = False  # sensor noise, blur, exposure, white balance, JPEG, vignetting (trainer.augment)
+    map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry: where a keypoint sits on the maps
 
 
 def sample_seed(*parts: int) -> int:
@@ -76,14 +78,14 @@ class FrameEncoder:
         padded[:count] = keypoints[:count]
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "belief": torch.from_numpy(belief_maps(keypoints, map_size, STRIDE, s.sigma)),
-            "affinity": torch.from_numpy(affinity_maps(keypoints, map_size, STRIDE, s.affinity_radius)),
+            "belief": torch.from_numpy(belief_maps(keypoints, map_size, STRIDE, s.sigma, s.map_convention)),
+            "affinity": torch.from_numpy(affinity_maps(keypoints, map_size, STRIDE, s.affinity_radius, s.map_convention)),
             "keypoints": torch.from_numpy(padded),
             "instances": count,
             "key": frame.key,
         }
         if s.offsets:
-            offsets, weight = centre_offset_maps(keypoints, map_size, STRIDE, OFFSET_RADIUS, OFFSET_SCALE)
+            offsets, weight = centre_offset_maps(keypoints, map_size, STRIDE, OFFSET_RADIUS, OFFSET_SCALE, s.map_convention)
             item["offsets"], item["offset_weight"] = torch.from_numpy(offsets), torch.from_numpy(weight)
         return item
 

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from dope_stream.errors import DopeError
-from dope_stream.geometry import map_to_pixel
+from dope_stream.geometry import DEFAULT_MAP_CONVENTION, map_to_pixel
 from dope_stream.reader import LocalDataset, is_remote, open_dataset, stream_shards
 from trainer.checkpoint import ModelMeta, latest_checkpoint, network_outputs, read_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
@@ -175,6 +175,7 @@ def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool) ->
         affinity_radius=config.affinity_radius, unit=unit, min_visibility=config.min_visibility,
         train=train and config.augment, rotation=config.rotation, scale_range=tuple(config.scale_range),
         seed=config.seed, offsets=config.net in OFFSET_NETWORKS, camera_effects=config.camera_effects,
+        map_convention=config.map_convention,
     )
 
 
@@ -222,7 +223,7 @@ def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy(p, p, reduction="none")
 
 
-def decode_keypoints(belief: torch.Tensor) -> torch.Tensor:
+def decode_keypoints(belief: torch.Tensor, convention: str = DEFAULT_MAP_CONVENTION) -> torch.Tensor:
     """(B, 9, h, w) belief -> (B, 9, 2) pixels: the argmax cell, refined per axis by the vertex of a
     parabola through the log of the peak and its two neighbours (exact for a Gaussian peak)."""
     batch, channels, height, width = belief.shape
@@ -241,14 +242,17 @@ def decode_keypoints(belief: torch.Tensor) -> torch.Tensor:
         return centre.float() + torch.where(inner, offset.clamp(-0.5, 0.5), torch.zeros_like(offset))
 
     cells = torch.stack([refine(maps, cols, width, True), refine(maps, rows, height, False)], dim=-1)
-    pixels = map_to_pixel(cells.reshape(batch, channels, 2).cpu().numpy(), STRIDE)
+    pixels = map_to_pixel(cells.reshape(batch, channels, 2).cpu().numpy(), STRIDE, convention)
     return torch.from_numpy(pixels).float()
 
 
-def keypoint_errors(belief: torch.Tensor, keypoints: torch.Tensor, instances: torch.Tensor, image_size: int) -> list[float]:
+def keypoint_errors(
+    belief: torch.Tensor, keypoints: torch.Tensor, instances: torch.Tensor, image_size: int,
+    convention: str = DEFAULT_MAP_CONVENTION,
+) -> list[float]:
     """Pixel distance from each decoded keypoint to the nearest true one of the same index, for
     true keypoints inside the crop (images without instances are skipped)."""
-    decoded = decode_keypoints(belief)  # (B, 9, 2)
+    decoded = decode_keypoints(belief, convention)  # (B, 9, 2)
     errors = []
     for image in range(len(decoded)):
         count = int(instances[image])
@@ -329,6 +333,7 @@ def train(config: TrainConfig) -> TrainSummary:
     meta = ModelMeta(
         network=config.net, class_name=plan.class_name, cuboid=plan.cuboid, stages=network.num_stages,
         input_size=config.image_size, mean=mean, std=std, outputs=network_outputs(config.net),
+        map_convention=config.map_convention,
     )
     network.to(dist.device)
     if config.channels_last:
@@ -481,7 +486,8 @@ def validate(network: nn.Module, dataset: MapDataset, meta: ModelMeta, config: T
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             losses.append(network_loss(config.net, network, images, batch, device).item())
             belief = network(images, logits=True)[-1][0].float()
-        errors.extend(keypoint_errors(belief if config.net == "dope" else belief.sigmoid(), batch["keypoints"], batch["instances"], config.image_size))
+        belief = belief if config.net == "dope" else belief.sigmoid()
+        errors.extend(keypoint_errors(belief, batch["keypoints"], batch["instances"], config.image_size, meta.map_convention))
     return {"loss": float(np.mean(losses)), "keypoint_error_px": float(np.mean(errors)) if errors else float("nan")}
 
 
