@@ -221,10 +221,12 @@ class GenerateConfig(ConfigModel):
     denoise: bool = Field(True, description="pathtrace: denoise with Open Image Denoise")
     image_format: Literal["png", "jpg"] | None = Field(
         None, description="image encoding (png: lossless, compression level 1); none: jpg for shards, png for the "
-        "folder layout (the reference DOPE trainer reads only .png)",
+        "folder and bop layouts (the reference DOPE trainer reads only .png)",
     )
     jpg_quality: int = Field(95, ge=1, le=100, description="JPEG quality")
-    layout: Literal["shards", "folder"] = Field("shards", description="WebDataset shards or the classic DOPE folder")
+    layout: Literal["shards", "folder", "bop"] = Field(
+        "shards", description="WebDataset shards, the classic DOPE folder, or a BOP dataset (millimetres, train_pbr scenes)"
+    )
     frames_per_shard: int = Field(250, ge=1, description="frames per WebDataset shard")
     ray: str | None = Field(
         None, description="render with Ray actors: 'local' starts Ray here, host:port joins a cluster; none: local processes"

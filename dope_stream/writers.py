@@ -83,6 +83,10 @@ def _missing_frames(out: Path, config: GenerateConfig) -> list[int]:
     if config.layout == "shards":
         done = {shard.name for shard in out.glob("shard-*.tar")}
         return [i for k, frames in enumerate(shard_ranges(config)) if shard_name(k) not in done for i in frames]
+    if config.layout == "bop":
+        from .bop_writer import missing_frames
+
+        return missing_frames(out, config)
     existing = set(os.listdir(out))
     members = member_names(config)
     return [i for i in range(config.nb_frames) if not all(f"{i:06d}.{m}" in existing for m in members)]
@@ -96,6 +100,10 @@ def open_writer(config: GenerateConfig, class_cuboids: dict[str, Cuboid]) -> Dat
     except OSError as err:
         raise DopeError(f"out: cannot create folder {out}: {err.strerror}") from None
     _check_manifest(out, config)
+    if config.layout == "bop":
+        from .bop_writer import BopWriter
+
+        return BopWriter(out, config, lambda: write_manifest(out, config, class_cuboids))
     writer_class = ShardWriter if config.layout == "shards" else FolderWriter
     return writer_class(out, config, class_cuboids)
 

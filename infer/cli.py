@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from dope_stream.bop import is_bop
 from dope_stream.config import add_config_arguments, config_from_args
 
 from .config import EvaluateConfig, ExportConfig, InferConfig
@@ -35,8 +36,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_folders, metrics_table, write_metrics
 
     config = config_from_args(EvaluateConfig, args)
-    metrics = evaluate_folders(config.pred, config.gt, config.models, config.symmetric, config.min_visibility)
-    json_path, curve_path = write_metrics(metrics, config.out or config.pred)
+    if is_bop(config.gt):
+        from .bop_io import evaluate_bop
+
+        metrics = evaluate_bop(config.pred, config.gt, config.symmetric, config.min_visibility)
+    else:
+        metrics = evaluate_folders(config.pred, config.gt, config.models, config.symmetric, config.min_visibility)
+    out = config.out or (config.pred if config.pred.is_dir() else config.pred.parent)
+    json_path, curve_path = write_metrics(metrics, out)
     Console().print(metrics_table(metrics))
     log.info("wrote %s and %s", json_path, curve_path)
     return 0

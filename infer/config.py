@@ -43,7 +43,7 @@ class NetworkOptions(ConfigModel):
 class InferConfig(NetworkOptions):
     """`dope infer`: 6-DoF poses of an object in images or a video."""
 
-    images: Path = Field(description="an image, a folder of images, or a video file")
+    images: Path = Field(description="an image, a folder of images, a video file, or a BOP dataset (root, split or scene)")
     out: Path = Field(Path("out/infer"), description="output folder: per-image JSON and overlay PNG (or video)")
     camera: Path | None = Field(None, description="camera.yaml (ROS camera_info: image_width, image_height, camera_matrix)")
     intrinsics: FloatQuad | None = Field(None, description="fx,fy,cx,cy in pixels of the input images")
@@ -57,17 +57,27 @@ class InferConfig(NetworkOptions):
     min_keypoints: int = Field(6, ge=4, le=9, description="fewest keypoints (of 9) a pose is solved from")
     max_reprojection_error: float = Field(10.0, gt=0, description="poses with a larger mean reprojection error (pixels) are rejected")
     resume: bool = Field(True, description="skip images whose JSON is already in --out")
+    bop_csv: Path | None = Field(
+        None, description="--images BOP_DIR: also write the poses as a BOP result CSV (scene_id,im_id,obj_id,score,R,t,time)"
+    )
+    bop_obj_id: int | None = Field(None, ge=1, description="BOP obj_id of the detected class (default: from a class named obj_000005)")
 
 
 class EvaluateConfig(ConfigModel):
     """`dope evaluate`: ADD/ADD-S accuracy of predicted poses against ground truth."""
 
-    pred: Path = Field(description="folder of prediction JSON files (`dope infer` output)")
-    gt: Path = Field(description="folder of ground-truth JSON files (this project's format), matched by file stem")
+    pred: Path = Field(description="folder of prediction JSON files (`dope infer` output), or a BOP result CSV")
+    gt: Path = Field(
+        description="folder of ground-truth JSON files (this project's format), matched by file stem; or a BOP dataset "
+        "(its models, test_targets_bop19.json and symmetries are used)"
+    )
     models: Path = Field(
         PACKAGE_ASSETS / "objects", description="folder with CLASS/points.xyz (or CLASS/ mesh, CLASS.xyz) per class"
     )
-    symmetric: StrList = Field(default_factory=list, description="classes evaluated with ADD-S")
+    symmetric: StrList = Field(
+        default_factory=list, description="classes evaluated with ADD-S (besides those with symmetries in "
+        "--models: models_info.json or CLASS/model_info.json)",
+    )
     min_visibility: float = Field(0.0, ge=0, le=1, description="ground truth at or below this visibility is ignored")
     out: Path | None = Field(None, description="folder for metrics.json and accuracy_curve.png (default: --pred)")
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from dope_stream.geometry import DEFAULT_MAP_CONVENTION, NUM_KEYPOINTS, Cuboid, Intrinsics, Pose, projected_cuboid
+from dope_stream.symmetry import Symmetries
 
 from .decode import DecodeSettings, ObjectKeypoints, decode, decode_offsets
 from .pnp import PnPSettings, solve_pose
@@ -38,6 +39,7 @@ class NetworkInfo:
     official: bool = False  # official DOPE weights: no camera known from training
     offset_scale: float | None = None  # offset networks (`centre`): the offsets' unit in map cells
     map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry.map_to_pixel: how the targets were placed
+    symmetries: Symmetries | None = None  # poses are reported as the group's canonical one (as trained)
 
     def to_dict(self) -> dict:
         return {
@@ -45,6 +47,7 @@ class NetworkInfo:
             "mean": list(self.mean), "std": list(self.std), "stride": self.stride, "official": self.official,
             "offset_scale": self.offset_scale,
             "map_convention": self.map_convention,
+            "symmetries": self.symmetries.to_dict() if self.symmetries else None,
         }
 
     @staticmethod
@@ -52,6 +55,7 @@ class NetworkInfo:
         return NetworkInfo(
             d["network"], d["class_name"], Cuboid.from_dict(d["cuboid"]), tuple(d["mean"]), tuple(d["std"]),
             int(d["stride"]), bool(d["official"]), d.get("offset_scale"), d.get("map_convention", DEFAULT_MAP_CONVENTION),
+            Symmetries.from_dict(d["symmetries"]) if d.get("symmetries") else None,
         )
 
 
@@ -171,10 +175,11 @@ class Detector:
             solution = solve_pose(obj.uv, self.info.cuboid, intrinsics, self.pnp_settings)
             if solution is None:
                 continue
+            pose = self.info.symmetries.canonical(solution.pose) if self.info.symmetries else solution.pose
             detections.append(Detection(
                 class_name=self.info.class_name,
-                pose=solution.pose,
-                projected_cuboid=projected_cuboid(self.info.cuboid, solution.pose, intrinsics),
+                pose=pose,
+                projected_cuboid=projected_cuboid(self.info.cuboid, pose, intrinsics),
                 keypoints=obj.uv,
                 keypoint_scores=obj.scores,
                 inliers=solution.inliers,

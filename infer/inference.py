@@ -22,6 +22,7 @@ import yaml
 from tqdm import tqdm
 
 from dope_stream.atomic import write_atomically
+from dope_stream.bop import is_bop
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Intrinsics
 
@@ -88,6 +89,16 @@ def run_inference(config: InferConfig) -> InferenceSummary:
     camera = read_camera_yaml(config.camera) if config.camera is not None else None
     if config.images.is_file() and config.images.suffix.lower() in VIDEO_SUFFIXES:
         return _run_video(detector, config, camera)
+    if is_bop(config.images):
+        from .bop_io import infer_bop
+
+        start = time.perf_counter()
+        done, skipped, found = infer_bop(
+            detector, config, lambda stem, image, detections, intrinsics: _save_frame(config.out, stem, image, detections, intrinsics, detector)
+        )
+        return InferenceSummary(done, skipped, found, time.perf_counter() - start)
+    if config.bop_csv is not None:
+        raise DopeError(f"option 'bop_csv': --images {config.images} is not a BOP dataset (no scene_gt.json)")
     return _run_images(detector, config, camera)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Cuboid
+from dope_stream.symmetry import Symmetries
 
 from trainer.networks import OFFSET_SCALE
 
@@ -109,6 +110,7 @@ def info_from_meta(meta, options: NetworkOptions) -> NetworkInfo:
         stride=int(meta.stride),
         offset_scale=OFFSET_SCALE if "offsets" in meta.outputs else None,
         map_convention=meta.map_convention,
+        symmetries=Symmetries.from_dict(meta.symmetries) if meta.symmetries else None,
     )
 
 

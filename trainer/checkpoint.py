@@ -46,6 +46,7 @@ class ModelMeta:
     std: tuple[float, float, float] = NORMALIZATIONS["imagenet"][1]
     stride: int = STRIDE
     map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry.pixel_to_map: how targets were placed
+    symmetries: dict | None = None  # dope_stream.symmetry.Symmetries.to_dict(): labels follow its canonical pose
     outputs: dict[str, int] = field(default_factory=lambda: {"belief": 9, "affinity": 16})
 
     def to_dict(self) -> dict:

@@ -18,6 +18,10 @@ class TrainConfig(ConfigModel):
     val_fraction: float = Field(0.05, ge=0, lt=1, description="share of local --data held out for validation when val_data is empty")
     stream: Path | None = Field(None, description="GenerateConfig YAML: train on frames rendered during the run (shards are written alongside)")
     object: str | None = Field(None, description="object class to train on (default: the only class in the data)")
+    symmetries: Path | None = Field(
+        None, description="BOP models_info.json (objects named obj_000001 ...) or the object's model_info.json: "
+        "symmetric corners are labelled from the canonical pose (dope_stream.symmetry)",
+    )
     unit: Literal["auto", "m", "cm"] = Field("auto", description="length unit of the annotations when the dataset has no manifest")
     min_visibility: float = Field(0.0, ge=0, le=1, description="ignore instances whose visible fraction is not above this")
     net: Literal["dope", "light", "centre"] = Field(

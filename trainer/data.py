@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, IterableDataset, get_worker_info
 
-from dope_stream.geometry import DEFAULT_MAP_CONVENTION
-from dope_stream.reader import LocalDataset, Unit, decode_sample, select_objects
+from dope_stream.errors import DopeError
+from dope_stream.geometry import DEFAULT_MAP_CONVENTION, Cuboid, Pose, projected_cuboid
+from dope_stream.reader import Frame, LocalDataset, ObjectAnnotation, Unit, decode_sample, select_objects
+from dope_stream.symmetry import Symmetries
 from trainer.augment import apply_transform, build_transform
 from trainer.networks import OFFSET_SCALE, STRIDE
 from trainer.targets import affinity_maps, belief_maps, centre_offset_maps
@@ -50,6 +52,8 @@ class EncoderSettings:
     offsets: bool = False  # also the corner-offset targets of the `centre` network
     camera_effects: bool = False  # sensor noise, blur, exposure, white balance, JPEG, vignetting (trainer.augment)
     map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry: where a keypoint sits on the maps
+    cuboid: Cuboid | None = None  # the class's cuboid, needed to relabel symmetric objects
+    symmetries: Symmetries | None = None  # None: keypoints as annotated
 
 
 def sample_seed(*parts: int) -> int:
@@ -70,7 +74,7 @@ class FrameEncoder:
         s = self.settings
         frame = decode_sample(sample, s.unit)
         objects = select_objects(frame, s.class_name, s.min_visibility)
-        keypoints = np.stack([o.projected_cuboid for o in objects]) if objects else np.zeros((0, 9, 2))
+        keypoints = labelled_keypoints(frame, objects, s.cuboid, s.symmetries)
         image, keypoints = apply_transform(self.transform, frame.image, keypoints, seed, s.image_size, frame.source)
         map_size = (s.image_size // STRIDE, s.image_size // STRIDE)
         padded = np.zeros((MAX_INSTANCES, 9, 2), np.float32)
@@ -88,6 +92,20 @@ class FrameEncoder:
             offsets, weight = centre_offset_maps(keypoints, map_size, STRIDE, OFFSET_RADIUS, OFFSET_SCALE, s.map_convention)
             item["offsets"], item["offset_weight"] = torch.from_numpy(offsets), torch.from_numpy(weight)
         return item
+
+
+def labelled_keypoints(frame: Frame, objects: list[ObjectAnnotation], cuboid: Cuboid | None,
+                       symmetries: Symmetries | None) -> np.ndarray:
+    """(N, 9, 2) training keypoints: as annotated, or for a symmetric class projected from each
+    instance's canonical pose, so the same view always gets the same corner labels."""
+    if not objects:
+        return np.zeros((0, 9, 2))
+    if symmetries is None:
+        return np.stack([o.projected_cuboid for o in objects])
+    if frame.intrinsics is None or any(o.location is None or o.quaternion_xyzw is None for o in objects):
+        raise DopeError(f"{frame.source}: a symmetric class needs camera_data and each instance's location and quaternion_xyzw")
+    poses = [symmetries.canonical(Pose.from_quaternion_xyzw(o.quaternion_xyzw, o.location)) for o in objects]
+    return np.stack([projected_cuboid(cuboid, pose, frame.intrinsics) for pose in poses])
 
 
 class MapDataset(Dataset):

@@ -25,8 +25,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from dope_stream.errors import DopeError
-from dope_stream.geometry import DEFAULT_MAP_CONVENTION, map_to_pixel
+from dope_stream.geometry import DEFAULT_MAP_CONVENTION, Cuboid, map_to_pixel
 from dope_stream.reader import LocalDataset, is_remote, open_dataset, stream_shards
+from dope_stream.symmetry import NO_SYMMETRY, Symmetries, read_symmetries
 from trainer.checkpoint import ModelMeta, latest_checkpoint, network_outputs, read_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
 from trainer.data import EncoderSettings, EpochSampler, FrameEncoder, IterableSource, MapDataset
@@ -150,9 +151,9 @@ def plan_data(config: TrainConfig, dist: Distributed) -> DataPlan:
     cuboid = reference.cuboids.get(class_name)
     if cuboid is None:
         log.warning("no cuboid for class %s in the dataset manifest: the checkpoint will lack dimensions", class_name)
-    train_encoder = FrameEncoder(encoder_settings(config, class_name, reference.unit, train=True))
+    train_encoder = FrameEncoder(encoder_settings(config, class_name, reference.unit, train=True, cuboid=cuboid))
     train_local, held_out = (reference, None) if config.val_data or remote else split_validation(reference, config.val_fraction, config.seed)
-    validation = validation_set(config, class_name, held_out)
+    validation = validation_set(config, class_name, cuboid, held_out)
     if remote:
         source = IterableSource(functools.partial(stream_shards, remote), train_encoder, dist.rank, dist.world_size)
         return DataPlan(source, None, validation, class_name, cuboid)
@@ -161,21 +162,39 @@ def plan_data(config: TrainConfig, dist: Distributed) -> DataPlan:
     return DataPlan(train, sampler, validation, class_name, cuboid)
 
 
-def validation_set(config: TrainConfig, class_name: str, held_out: LocalDataset | None = None) -> MapDataset | None:
+def validation_set(
+    config: TrainConfig, class_name: str, cuboid: Cuboid | None, held_out: LocalDataset | None = None
+) -> MapDataset | None:
     """The fixed validation set: --val_data from disk, else the held-out share of the training data."""
     samples = open_dataset(config.val_data, config.unit) if config.val_data else held_out
     if samples is None:
         return None
-    return MapDataset(samples, FrameEncoder(encoder_settings(config, class_name, samples.unit, train=False)))
+    return MapDataset(samples, FrameEncoder(encoder_settings(config, class_name, samples.unit, train=False, cuboid=cuboid)))
 
 
-def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool) -> EncoderSettings:
+def class_symmetries(config: TrainConfig, class_name: str) -> Symmetries:
+    """The symmetries of the trained class from --symmetries (none given: an asymmetric object)."""
+    if config.symmetries is None:
+        return NO_SYMMETRY
+    table = read_symmetries(config.symmetries)
+    if "" in table:  # one object's model_info.json
+        return table[""]
+    if class_name not in table:
+        raise DopeError(f"option 'symmetries': {config.symmetries} has no object '{class_name}' (it has {', '.join(sorted(table))})")
+    return table[class_name]
+
+
+def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool, cuboid: Cuboid | None) -> EncoderSettings:
+    symmetries = class_symmetries(config, class_name)
+    if symmetries.symmetric and cuboid is None:
+        raise DopeError(f"option 'symmetries': symmetric class '{class_name}' needs its cuboid in the dataset manifest")
     return EncoderSettings(
         class_name=class_name, image_size=config.image_size, sigma=config.sigma,
         affinity_radius=config.affinity_radius, unit=unit, min_visibility=config.min_visibility,
         train=train and config.augment, rotation=config.rotation, scale_range=tuple(config.scale_range),
         seed=config.seed, offsets=config.net in OFFSET_NETWORKS, camera_effects=config.camera_effects,
         map_convention=config.map_convention,
+        cuboid=cuboid, symmetries=symmetries if symmetries.symmetric else None,
     )
 
 
@@ -330,10 +349,12 @@ def train(config: TrainConfig) -> TrainSummary:
     plan = plan_data(config, dist)
     mean, std = NORMALIZATIONS[config.normalization]
     network = build_network(config.net, config.stages, config.pretrained, config.vgg_weights)
+    symmetries = class_symmetries(config, plan.class_name)
     meta = ModelMeta(
         network=config.net, class_name=plan.class_name, cuboid=plan.cuboid, stages=network.num_stages,
         input_size=config.image_size, mean=mean, std=std, outputs=network_outputs(config.net),
         map_convention=config.map_convention,
+        symmetries=symmetries.to_dict() if symmetries.symmetric else None,
     )
     network.to(dist.device)
     if config.channels_last:
