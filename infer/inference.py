@@ -84,6 +84,8 @@ def run_inference(config: InferConfig) -> InferenceSummary:
     images_folder = config.images if config.images.is_dir() else config.images.parent
     if config.out.resolve() == images_folder.resolve():
         raise DopeError(f"--out {config.out}: must differ from the images' folder (the JSON files would overwrite annotations)")
+    if config.bop_csv is not None and not is_bop(config.images):
+        raise DopeError(f"option 'bop_csv': --images {config.images} is not a BOP dataset (no scene_gt.json)")
     detector = build_detector(config)
     config.out.mkdir(parents=True, exist_ok=True)
     camera = read_camera_yaml(config.camera) if config.camera is not None else None
@@ -97,8 +99,6 @@ def run_inference(config: InferConfig) -> InferenceSummary:
             detector, config, lambda stem, image, detections, intrinsics: _save_frame(config.out, stem, image, detections, intrinsics, detector)
         )
         return InferenceSummary(done, skipped, found, time.perf_counter() - start)
-    if config.bop_csv is not None:
-        raise DopeError(f"option 'bop_csv': --images {config.images} is not a BOP dataset (no scene_gt.json)")
     return _run_images(detector, config, camera)
 
 

@@ -191,3 +191,53 @@ def test_bad_bop_files_are_one_clear_error(tmp_path):
     (tmp_path / "bad.csv").write_text("scene_id,im_id,obj_id,score,R,t,time\n2,4,1,0.5,1 0 0,0 0 0,-1\n")
     with pytest.raises(DopeError, match="bad.csv:2"):
         read_results_csv(tmp_path / "bad.csv")
+
+
+class _FixedDetector:
+    """Stands in for a network: one detection per image at a known pose."""
+
+    def __init__(self, pose: Pose):
+        from infer.detector import NetworkInfo
+
+        self.pose = pose
+        self.info = NetworkInfo("light", "obj_000001", Cuboid((0, 0, 0), (0.06, 0.04, 0.1)), (0.5,) * 3, (0.5,) * 3)
+        self.cameras = []
+
+    def detect(self, image, intrinsics):
+        from infer.detector import Detection
+
+        self.cameras.append(intrinsics)
+        keypoints = projected_cuboid(self.info.cuboid, self.pose, intrinsics)
+        return [Detection("obj_000001", self.pose, keypoints, keypoints, np.ones(9), np.ones(9, bool), 0.8, 0.1)]
+
+
+def test_dope_infer_on_a_bop_dataset_writes_the_result_csv(tmp_path):
+    from infer.bop_io import infer_bop
+    from infer.config import InferConfig
+
+    build_test_set(tmp_path / "lmo")
+    config = InferConfig(weights=tmp_path / "w.pt", images=tmp_path / "lmo", out=tmp_path / "out", bop_csv=tmp_path / "r.csv")
+    pose = _pose([0.2, 0.1, 0.0], [0.0, 0.0, 0.75])
+    detector = _FixedDetector(pose)
+    saved = []
+    assert infer_bop(detector, config, lambda stem, *rest: saved.append(stem)) == (2, 0, 2)
+    assert saved == ["000002_000004", "000002_000005"]
+    assert detector.cameras[0].fx == 500.0 and detector.cameras[0].width == 320  # each image's own camera
+    results = read_results_csv(tmp_path / "r.csv")
+    assert [(r.scene_id, r.im_id, r.obj_id, r.score) for r in results] == [(2, 4, 1, 0.8), (2, 5, 1, 0.8)]
+    assert all(r.time >= 0 for r in results)
+    np.testing.assert_allclose(results[0].pose.matrix, pose.matrix, atol=1e-6)
+
+
+def test_dope_infer_bop_options_are_checked(tmp_path, capsys):
+    from infer.bop_io import bop_obj_id
+
+    assert bop_obj_id("obj_000012", None) == 12 and bop_obj_id("cracker", 3) == 3
+    with pytest.raises(DopeError, match="bop_obj_id"):
+        bop_obj_id("cracker", None)
+    (tmp_path / "photos").mkdir()
+    cv2.imwrite(str(tmp_path / "photos" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    ckpt = tmp_path / "missing.pt"
+    code = main(["infer", "--weights", str(ckpt), "--images", str(tmp_path / "photos"), "--bop_csv", str(tmp_path / "r.csv"),
+                 "--out", str(tmp_path / "out")])
+    assert code == 2 and "option 'bop_csv'" in capsys.readouterr().err
