@@ -72,7 +72,9 @@ def export_onnx(
             )
         proto = onnx.load(str(tmp))
         if not dynamic:
-            _declare_output_shape(proto, tuple(wrapped(example).shape))
+            with torch.inference_mode():
+                outputs = wrapped(example)
+            _declare_output_shapes(proto, [outputs] if isinstance(outputs, torch.Tensor) else list(outputs))
         entry = proto.metadata_props.add()
         entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(info.to_dict())
         onnx.save(proto, str(tmp))
@@ -80,14 +82,14 @@ def export_onnx(
     return write_atomically(path, write)
 
 
-def _declare_output_shape(proto, shape: tuple[int, ...]) -> None:
+def _declare_output_shapes(proto, outputs: list) -> None:
     """Concrete output dimensions for a fixed-size export: the tracer leaves symbolic names where
     the light network's feature pyramid concatenates upsampled maps, and TensorRT-style consumers
     read the output size from the graph."""
-    dims = proto.graph.output[0].type.tensor_type.shape.dim
-    for dim, size in zip(dims, shape, strict=True):
-        dim.Clear()
-        dim.dim_value = size
+    for declared, output in zip(proto.graph.output, outputs, strict=True):
+        for dim, size in zip(declared.type.tensor_type.shape.dim, output.shape, strict=True):
+            dim.Clear()
+            dim.dim_value = size
 
 
 def max_abs_difference(model, onnx_path: Path, width: int, height: int, seed: int = 0) -> float:
