@@ -17,18 +17,22 @@ import json
 import tempfile
 from pathlib import Path
 
-import cv2
-import numpy as np
-from scipy.spatial.transform import Rotation
+from trainer.cli import passive_openmp_wait
 
-from dope_stream.geometry import CUBOID_EDGES, Cuboid, Intrinsics, Pose, projected_cuboid
-from infer.config import NetworkOptions
-from infer.detector import Detector, TorchBackend
-from infer.evaluate import adds
-from infer.loading import info_from_meta
-from trainer.checkpoint import load_model
-from trainer.config import TrainConfig
-from trainer.loop import train
+passive_openmp_wait()  # as `dope train` runs (set before torch loads OpenMP)
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.spatial.transform import Rotation  # noqa: E402
+
+from dope_stream.geometry import CUBOID_EDGES, Cuboid, Intrinsics, Pose, projected_cuboid  # noqa: E402
+from infer.config import NetworkOptions  # noqa: E402
+from infer.detector import Detector, TorchBackend  # noqa: E402
+from infer.evaluate import adds  # noqa: E402
+from infer.loading import info_from_meta  # noqa: E402
+from trainer.checkpoint import load_model  # noqa: E402
+from trainer.config import TrainConfig  # noqa: E402
+from trainer.loop import train  # noqa: E402
 
 BOX = Cuboid((0.0, 0.0, 0.0), (0.12, 0.08, 0.05))
 # Faces as (corner indices, axis): one colour per axis, so opposite faces look alike.
