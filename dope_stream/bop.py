@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomically
 from .errors import DopeError
 from .geometry import Cuboid, Intrinsics, Pose, projected_cuboid
 from .symmetry import MM, Symmetries, bop_class_name
@@ -308,8 +309,6 @@ class BopResult:
 
 def write_results_csv(path: Path, results: list[BopResult]) -> Path:
     """The BOP result file (`scene_id,im_id,obj_id,score,R,t,time`; R row-major, t in mm), atomically."""
-    from .atomic import write_atomically
-
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as stream:
             writer = csv.writer(stream, lineterminator="\n")

@@ -10,7 +10,7 @@ image shows; PnP then recovers that pose, and evaluation compares poses with ADD
 
 Symmetry transforms act in the model frame (p -> R p + t), metres here; BOP files hold millimetres
 (translations of discrete symmetries, offsets of continuous axes) and are converted on reading.
-Imports numpy only (and the geometry module), like every stage's shared code.
+Imports numpy and this package's geometry and errors only, so every stage can use it.
 """
 
 from __future__ import annotations
