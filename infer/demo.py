@@ -127,6 +127,7 @@ def _generate_config(config: DemoConfig, out: Path, frames: int, seed: int, layo
         out=out, nb_frames=frames, seed=seed, layout=layout, width=config.size, height=config.size,
         nb_objects=config.nb_objects, nb_distractors=config.nb_distractors, depth_range=config.depth_range,
         max_rotation=config.max_rotation, workers=config.workers,
+        image_format="jpg",  # test frames encoded as the training shards are (the figures were measured so)
     )
 
 
