@@ -17,7 +17,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from trainer.cli import passive_openmp_wait
+from dope_app.environment import passive_openmp_wait
 
 passive_openmp_wait()  # as `dope train` runs (set before torch loads OpenMP)
 
@@ -29,7 +29,7 @@ from dope_stream.geometry import CUBOID_EDGES, Cuboid, Intrinsics, Pose, project
 from infer.config import NetworkOptions  # noqa: E402
 from infer.detector import Detector, TorchBackend  # noqa: E402
 from infer.evaluate import adds  # noqa: E402
-from infer.loading import info_from_meta  # noqa: E402
+from infer.loading import with_cuboid  # noqa: E402
 from trainer.checkpoint import load_model  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.loop import train  # noqa: E402
@@ -75,7 +75,7 @@ def half_turns_file(path: Path) -> Path:
 
 def score(run: Path, frames: Path) -> dict:
     model, meta = load_model(run)
-    info = info_from_meta(meta, NetworkOptions(weights=run))
+    info = with_cuboid(meta, NetworkOptions(weights=run))
     detector = Detector(TorchBackend(model), info)
     surface = np.concatenate([BOX.keypoints()[:8]] + [np.linspace(BOX.keypoints()[a], BOX.keypoints()[b], 12) for a, b in CUBOID_EDGES])
     errors = []
@@ -111,7 +111,7 @@ def main() -> None:
         for name, extra in (("plain", {}), ("symmetry-aware", {"symmetries": symmetries})):
             config = TrainConfig(
                 data=[data], val_data=[held_out], net="light", epochs=epochs, val_every=epochs, batch_size=BATCH,
-                image_size=args.size, augment=False, lr=2e-3, warmup_steps=20, workers=1, out=root / name, seed=0, **extra,
+                image_size=args.size, augment=False, lr=2e-3, warmup_steps=20, loader_workers=1, out=root / name, seed=0, **extra,
             )
             summary = train(config)
             result = score(root / name, held_out)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_atomically
+from .exchange import write_atomically
 from .errors import DopeError
 from .geometry import Cuboid, Intrinsics, Pose, projected_cuboid
 from .symmetry import MM, Symmetries, bop_class_name

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from .assets import MeshAsset, load_targets, target_class_names
-from .atomic import write_atomically
+from .exchange import write_atomically
 from .bop import (
     GENERATED_SPLIT, MODELS_FOLDER, MODELS_INFO, SCENE_FILES, camera_to_bop, models_info_entry, pose_to_bop,
     scene_and_image,

@@ -43,7 +43,7 @@ def bop_obj_id(class_name: str, given: int | None) -> int:
 
 def infer_bop(detector, config, save_frame) -> tuple[int, int, int]:
     """Run `detector` over a BOP dataset; returns (images done, skipped, detections)."""
-    from .inference import read_image
+    from .images import read_image
 
     dataset = index_bop(config.images)
     obj_id = bop_obj_id(detector.info.class_name, config.bop_obj_id)

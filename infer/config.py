@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
@@ -43,6 +43,8 @@ class NetworkOptions(ConfigModel):
 class InferConfig(NetworkOptions):
     """`dope infer`: 6-DoF poses of an object in images or a video."""
 
+    section: ClassVar[str] = "infer"
+
     images: Path = Field(description="an image, a folder of images, a video file, or a BOP dataset (root, split or scene)")
     out: Path = Field(Path("out/infer"), description="output folder: per-image JSON and overlay PNG (or video)")
     camera: Path | None = Field(None, description="camera.yaml (ROS camera_info: image_width, image_height, camera_matrix)")
@@ -66,6 +68,8 @@ class InferConfig(NetworkOptions):
 class EvaluateConfig(ConfigModel):
     """`dope evaluate`: ADD/ADD-S accuracy of predicted poses against ground truth."""
 
+    section: ClassVar[str] = "evaluate"
+
     pred: Path = Field(description="folder of prediction JSON files (`dope infer` output), or a BOP result CSV")
     gt: Path = Field(
         description="folder of ground-truth JSON files (this project's format), matched by file stem; or a BOP dataset "
@@ -85,6 +89,8 @@ class EvaluateConfig(ConfigModel):
 class ExportConfig(NetworkOptions):
     """`dope export`: ONNX model with input `input` (1,3,H,W) and output `output` (1,25,H/8,W/8), and/or
     the official weight layout."""
+
+    section: ClassVar[str] = "export"
 
     onnx: Path | None = Field(None, description="output .onnx file")
     official: Path | None = Field(

@@ -15,48 +15,16 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from dope_stream.geometry import DEFAULT_MAP_CONVENTION, NUM_KEYPOINTS, Cuboid, Intrinsics, Pose, projected_cuboid
+from dope_stream.geometry import NUM_KEYPOINTS, Intrinsics, Pose, projected_cuboid
 from dope_stream.symmetry import Symmetries
+from trainer.decode import DecodeSettings, ObjectKeypoints, decode_network_maps
+from trainer.meta import ModelMeta
 
-from .decode import DecodeSettings, ObjectKeypoints, decode, decode_offsets
 from .pnp import PnPSettings, solve_pose
 
 log = logging.getLogger(__name__)
 
 SIZE_MULTIPLE = 8  # input sizes the registered networks accept: multiples of their output stride
-
-
-@dataclass(frozen=True)
-class NetworkInfo:
-    """What inference needs to know about a network, whatever file it came from."""
-
-    network: str
-    class_name: str
-    cuboid: Cuboid  # AABB centre + extent in the mesh's own frame (metres)
-    mean: tuple[float, float, float]  # input normalisation, RGB in 0..1
-    std: tuple[float, float, float]
-    stride: int = 8
-    official: bool = False  # official DOPE weights: no camera known from training
-    offset_scale: float | None = None  # offset networks (`centre`): the offsets' unit in map cells
-    map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry.map_to_pixel: how the targets were placed
-    symmetries: Symmetries | None = None  # poses are reported as the group's canonical one (as trained)
-
-    def to_dict(self) -> dict:
-        return {
-            "network": self.network, "class_name": self.class_name, "cuboid": self.cuboid.to_dict(),
-            "mean": list(self.mean), "std": list(self.std), "stride": self.stride, "official": self.official,
-            "offset_scale": self.offset_scale,
-            "map_convention": self.map_convention,
-            "symmetries": self.symmetries.to_dict() if self.symmetries else None,
-        }
-
-    @staticmethod
-    def from_dict(d: dict) -> "NetworkInfo":
-        return NetworkInfo(
-            d["network"], d["class_name"], Cuboid.from_dict(d["cuboid"]), tuple(d["mean"]), tuple(d["std"]),
-            int(d["stride"]), bool(d["official"]), d.get("offset_scale"), d.get("map_convention", DEFAULT_MAP_CONVENTION),
-            Symmetries.from_dict(d["symmetries"]) if d.get("symmetries") else None,
-        )
 
 
 class Backend(Protocol):
@@ -134,13 +102,15 @@ def network_input(image_rgb: np.ndarray, size: tuple[int, int], mean, std) -> np
 
 
 class Detector:
-    """Image -> detections for one object class."""
+    """Image -> detections for one object class (`info.cuboid` must be known)."""
 
     def __init__(
-        self, backend: Backend, info: NetworkInfo, decode_settings: DecodeSettings = DecodeSettings(),
+        self, backend: Backend, info: ModelMeta, decode_settings: DecodeSettings = DecodeSettings(),
         pnp_settings: PnPSettings = PnPSettings(), input_height: int | None = None,
     ):
         self.backend, self.info = backend, info
+        # Poses are reported as the symmetry group's canonical one (as the labels were trained).
+        self.symmetries = Symmetries.from_dict(info.symmetries) if info.symmetries else None
         self.decode_settings, self.pnp_settings = decode_settings, pnp_settings
         self.input_height = input_height
 
@@ -158,12 +128,9 @@ class Detector:
         """Decoded keypoints of every object, in pixels of the given image."""
         height, width = image_rgb.shape[:2]
         size = self.network_size(width, height)
-        maps = self.backend(self.preprocess(image_rgb, size))
-        if self.info.offset_scale is not None:
-            objects = decode_offsets(maps[0], maps[2], self.info.stride, self.decode_settings, self.info.offset_scale,
-                                     self.info.map_convention)
-        else:
-            objects = decode(maps[0], maps[1], self.info.stride, self.decode_settings, self.info.map_convention)
+        belief, affinity, *offsets = self.backend(self.preprocess(image_rgb, size))
+        objects = decode_network_maps(belief, affinity, offsets[0] if offsets else None, self.info.stride,
+                                      self.decode_settings, self.info.offset_scale, self.info.map_convention)
         # Inverse of the resize: pixel centres map as in Intrinsics.scaled.
         scale = np.array([width / size[0], height / size[1]])
         return [ObjectKeypoints((o.uv + 0.5) * scale - 0.5, o.scores) for o in objects]
@@ -175,7 +142,7 @@ class Detector:
             solution = solve_pose(obj.uv, self.info.cuboid, intrinsics, self.pnp_settings)
             if solution is None:
                 continue
-            pose = self.info.symmetries.canonical(solution.pose) if self.info.symmetries else solution.pose
+            pose = self.symmetries.canonical(solution.pose) if self.symmetries else solution.pose
             detections.append(Detection(
                 class_name=self.info.class_name,
                 pose=pose,

@@ -14,7 +14,7 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from dope_stream.bop import BopResult, index_bop, read_results_csv, write_results_csv
-from dope_stream.cli import main
+from dope_app.cli import main
 from dope_stream.errors import DopeError
 from dope_stream.generate import generate
 from dope_stream.geometry import Cuboid, Intrinsics, Pose, projected_cuboid
@@ -197,10 +197,10 @@ class _FixedDetector:
     """Stands in for a network: one detection per image at a known pose."""
 
     def __init__(self, pose: Pose):
-        from infer.detector import NetworkInfo
+        from trainer.meta import ModelMeta
 
         self.pose = pose
-        self.info = NetworkInfo("light", "obj_000001", Cuboid((0, 0, 0), (0.06, 0.04, 0.1)), (0.5,) * 3, (0.5,) * 3)
+        self.info = ModelMeta("light", "obj_000001", Cuboid((0, 0, 0), (0.06, 0.04, 0.1)), None, None, (0.5,) * 3, (0.5,) * 3)
         self.cameras = []
 
     def detect(self, image, intrinsics):

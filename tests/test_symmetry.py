@@ -161,7 +161,8 @@ def test_a_cylinder_turned_about_its_axis_or_flipped_keeps_its_labels():
 
 def test_training_stores_symmetries_and_map_convention_for_inference(tmp_path):
     from infer.config import NetworkOptions
-    from infer.loading import info_from_meta
+    from dope_stream.symmetry import Symmetries
+    from infer.loading import with_cuboid
     from toy_dataset import write_folder
     from trainer.checkpoint import load_model
     from trainer.config import TrainConfig
@@ -172,15 +173,16 @@ def test_training_stores_symmetries_and_map_convention_for_inference(tmp_path):
     (tmp_path / "toy_box" / "model_info.json").write_text(json.dumps({"symmetries_discrete": [half_turn(2).ravel().tolist()]}))
     config = TrainConfig(
         data=[data], val_fraction=0.25, net="light", stages=1, epochs=1, batch_size=2, image_size=64, out=tmp_path / "run",
-        workers=0, max_steps=1, warmup_steps=0, symmetries=tmp_path / "toy_box" / "model_info.json", map_convention="corner",
+        loader_workers=0, max_steps=1, warmup_steps=0, symmetries=tmp_path / "toy_box" / "model_info.json", map_convention="corner",
     )
     train(config)
     _, meta = load_model(tmp_path / "run")
-    info = info_from_meta(meta, NetworkOptions(weights=tmp_path / "run"))
+    info = with_cuboid(meta, NetworkOptions(weights=tmp_path / "run"))
     assert info.map_convention == "corner"
-    np.testing.assert_allclose(info.symmetries.discrete[0][:3, :3], np.diag([-1.0, -1.0, 1.0]), atol=1e-12)
+    symmetries = Symmetries.from_dict(info.symmetries)
+    np.testing.assert_allclose(symmetries.discrete[0][:3, :3], np.diag([-1.0, -1.0, 1.0]), atol=1e-12)
     # the file's translations are millimetres
-    np.testing.assert_allclose(info.symmetries.discrete[0][:3, 3], half_turn(2)[:3, 3] * 0.001, atol=1e-12)
+    np.testing.assert_allclose(symmetries.discrete[0][:3, 3], half_turn(2)[:3, 3] * 0.001, atol=1e-12)
     bad = config.model_copy(update={"symmetries": tmp_path / "models_info.json", "out": tmp_path / "run2"})
     box_models_info(tmp_path / "models_info.json")
     with pytest.raises(DopeError, match="has no object 'toy_box'"):

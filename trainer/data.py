@@ -10,9 +10,9 @@ Two sources, one encoder (`FrameEncoder`):
   frames.
 
 Each item is a dict: `image` (3, S, S) uint8 RGB (normalised on the device), `belief` (9, S/8, S/8),
-`affinity` (16, S/8, S/8), with `EncoderSettings.offsets` also `offsets` (16, S/8, S/8) and
-`offset_weight` (1, S/8, S/8) (see `trainer.targets.centre_offset_maps`), `keypoints` (MAX_INSTANCES, 9, 2) pixels in the crop, `instances` (the
-count of valid rows), `key`.
+`affinity` (16, S/8, S/8), with `EncoderSettings.offset_scale` (offset networks) also `offsets`
+(16, S/8, S/8) and `offset_weight` (1, S/8, S/8) (see `trainer.targets.centre_offset_maps`),
+`keypoints` (MAX_INSTANCES, 9, 2) pixels in the crop, `instances` (the count of valid rows), `key`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,12 @@ from torch.utils.data import Dataset, DistributedSampler, IterableDataset, get_w
 
 from dope_stream.errors import DopeError
 from dope_stream.geometry import DEFAULT_MAP_CONVENTION, Cuboid, Pose, projected_cuboid
-from dope_stream.reader import Frame, LocalDataset, ObjectAnnotation, Unit, decode_sample, select_objects
-from dope_stream.symmetry import Symmetries
+from dope_stream.reader import Frame, LocalDataset, ObjectAnnotation, Unit, decode_sample, open_dataset, select_objects
+from dope_stream.symmetry import NO_SYMMETRY, Symmetries, read_symmetries
 from trainer.augment import apply_transform, build_transform
-from trainer.networks import OFFSET_SCALE, STRIDE
+from trainer.config import TrainConfig
+from trainer.meta import ModelMeta
+from trainer.networks import network_spec
 from trainer.targets import affinity_maps, belief_maps, centre_offset_maps
 
 MAX_INSTANCES = 8  # keypoint rows kept per image for the validation error
@@ -49,7 +51,8 @@ class EncoderSettings:
     rotation: float = 30.0
     scale_range: tuple[float, float] = (0.75, 1.25)
     seed: int = 0
-    offsets: bool = False  # also the corner-offset targets of the `centre` network
+    stride: int = 8  # the network's output stride (map cell size in pixels)
+    offset_scale: float | None = None  # offset networks: also their corner-offset targets, in map cells / this
     camera_effects: bool = False  # sensor noise, blur, exposure, white balance, JPEG, vignetting (trainer.augment)
     map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry: where a keypoint sits on the maps
     cuboid: Cuboid | None = None  # the class's cuboid, needed to relabel symmetric objects
@@ -76,20 +79,20 @@ class FrameEncoder:
         objects = select_objects(frame, s.class_name, s.min_visibility)
         keypoints = labelled_keypoints(frame, objects, s.cuboid, s.symmetries)
         image, keypoints = apply_transform(self.transform, frame.image, keypoints, seed, s.image_size, frame.source)
-        map_size = (s.image_size // STRIDE, s.image_size // STRIDE)
+        map_size = (s.image_size // s.stride, s.image_size // s.stride)
         padded = np.zeros((MAX_INSTANCES, 9, 2), np.float32)
         count = min(len(keypoints), MAX_INSTANCES)
         padded[:count] = keypoints[:count]
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "belief": torch.from_numpy(belief_maps(keypoints, map_size, STRIDE, s.sigma, s.map_convention)),
-            "affinity": torch.from_numpy(affinity_maps(keypoints, map_size, STRIDE, s.affinity_radius, s.map_convention)),
+            "belief": torch.from_numpy(belief_maps(keypoints, map_size, s.stride, s.sigma, s.map_convention)),
+            "affinity": torch.from_numpy(affinity_maps(keypoints, map_size, s.stride, s.affinity_radius, s.map_convention)),
             "keypoints": torch.from_numpy(padded),
             "instances": count,
             "key": frame.key,
         }
-        if s.offsets:
-            offsets, weight = centre_offset_maps(keypoints, map_size, STRIDE, OFFSET_RADIUS, OFFSET_SCALE, s.map_convention)
+        if s.offset_scale is not None:
+            offsets, weight = centre_offset_maps(keypoints, map_size, s.stride, OFFSET_RADIUS, s.offset_scale, s.map_convention)
             item["offsets"], item["offset_weight"] = torch.from_numpy(offsets), torch.from_numpy(weight)
         return item
 
@@ -166,3 +169,67 @@ class IterableSource(IterableDataset):
         for position, sample in enumerate(self.open_samples()):
             if position % consumers == me:
                 yield self.encoder(sample, sample_seed(self.encoder.settings.seed, self.epoch, salt, position))
+
+
+def normalise(images: torch.Tensor, meta: ModelMeta, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 images -> the network input on `device`: (x / 255 - mean) / std."""
+    mean = torch.tensor(meta.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(meta.std, device=device).view(1, 3, 1, 1)
+    x = (images.to(device, non_blocking=True).float() / 255.0 - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+# --- what a run trains and validates on --------------------------------------------------------------
+
+
+def no_renderers() -> int:
+    return 0
+
+
+@dataclass
+class DataPlan:
+    train: torch.utils.data.Dataset
+    sampler: EpochSampler | None  # None for iterable sources
+    validation: MapDataset | None
+    class_name: str
+    cuboid: Cuboid | None
+    renderer_cpus: Callable[[], int] = no_renderers  # CPU renderer processes the next epoch runs
+
+
+def validation_set(
+    config: TrainConfig, class_name: str, cuboid: Cuboid | None, held_out: LocalDataset | None = None
+) -> MapDataset | None:
+    """The fixed validation set: --val_data from disk, else the held-out share of the training data."""
+    samples = open_dataset(config.val_data, config.unit) if config.val_data else held_out
+    if samples is None:
+        return None
+    return MapDataset(samples, FrameEncoder(encoder_settings(config, class_name, samples.unit, train=False, cuboid=cuboid)))
+
+
+def class_symmetries(config: TrainConfig, class_name: str) -> Symmetries:
+    """The symmetries of the trained class from --symmetries (none given: an asymmetric object)."""
+    if config.symmetries is None:
+        return NO_SYMMETRY
+    table = read_symmetries(config.symmetries)
+    if "" in table:  # one object's model_info.json
+        return table[""]
+    if class_name not in table:
+        raise DopeError(f"option 'symmetries': {config.symmetries} has no object '{class_name}' (it has {', '.join(sorted(table))})")
+    return table[class_name]
+
+
+def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool, cuboid: Cuboid | None) -> EncoderSettings:
+    spec = network_spec(config.net)
+    symmetries = class_symmetries(config, class_name)
+    if symmetries.symmetric and cuboid is None:
+        raise DopeError(f"option 'symmetries': symmetric class '{class_name}' needs its cuboid in the dataset manifest")
+    return EncoderSettings(
+        class_name=class_name, image_size=config.image_size, sigma=config.sigma,
+        affinity_radius=config.affinity_radius, unit=unit, min_visibility=config.min_visibility,
+        train=train and config.augment, rotation=config.rotation, scale_range=tuple(config.scale_range),
+        seed=config.seed, stride=spec.stride, offset_scale=spec.offset_scale, camera_effects=config.camera_effects,
+        map_convention=config.map_convention,
+        cuboid=cuboid, symmetries=symmetries if symmetries.symmetric else None,
+    )
+
+

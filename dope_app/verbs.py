@@ -1,43 +1,61 @@
-"""`dope infer`, `dope evaluate`, `dope export`: thin wrappers around the library."""
+"""What each `dope VERB` runs, given its validated config (see `dope_app.cli`).
+
+Each function imports its stage only when called, so `dope generate` never imports torch.
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
 
-from dope_stream.bop import is_bop
-from dope_stream.config import add_config_arguments, config_from_args
+from dope_stream.config import GenerateConfig
+from infer.config import EvaluateConfig, ExportConfig, InferConfig
+from trainer.config import TrainConfig
 
-from .config import EvaluateConfig, ExportConfig, InferConfig
+from .config import DemoConfig
+from .environment import passive_openmp_wait
 
 log = logging.getLogger(__name__)
 
 
-def add_infer_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, InferConfig)
+def generate(config: GenerateConfig) -> int:
+    from dope_stream.generate import generate as generate_dataset
+
+    out = generate_dataset(config)
+    log.info("dataset in %s (%d frames, %s layout)", out, config.nb_frames, config.layout)
+    return 0
 
 
-def run_infer(args: argparse.Namespace) -> int:
-    from .inference import run_inference
+def train(config: TrainConfig) -> int:
+    passive_openmp_wait()
+    from trainer.loop import train as train_network
 
-    summary = run_inference(config_from_args(InferConfig, args))
+    summary = train_network(config)
+    if summary.checkpoint is not None:
+        log.info("trained %d steps; checkpoint %s", summary.steps, summary.checkpoint)
+    if summary.images:
+        log.info("%d images in %.0f s of training; waited for data %.1f%% of the time", summary.images,
+                 summary.train_s + summary.wait_s, 100 * summary.wait_share)
+    return 0
+
+
+def infer(config: InferConfig) -> int:
+    from infer.inference import run_inference
+
+    summary = run_inference(config)
     if summary.frames:
         log.info("%.1f frames/s including reading and writing", summary.frames / summary.seconds)
     return 0
 
 
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, EvaluateConfig)
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
+def evaluate(config: EvaluateConfig) -> int:
     from rich.console import Console
 
-    from .evaluate import evaluate_folders, metrics_table, write_metrics
+    from infer.evaluate import evaluate_folders, metrics_table, write_metrics
 
-    config = config_from_args(EvaluateConfig, args)
+    from dope_stream.bop import is_bop
+
     if is_bop(config.gt):
-        from .bop_io import evaluate_bop
+        from infer.bop_io import evaluate_bop
 
         metrics = evaluate_bop(config.pred, config.gt, config.symmetric, config.min_visibility)
     else:
@@ -49,17 +67,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_export_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, ExportConfig)
+def export(config: ExportConfig) -> int:
+    from infer.loading import load_torch_network
 
-
-def run_export(args: argparse.Namespace) -> int:
-    from .loading import load_torch_network
-
-    config = config_from_args(ExportConfig, args)
     model, info = load_torch_network(config)
     if config.official is not None:
-        from .export import export_official
+        from infer.export import export_official
 
         print(f"exported {export_official(model, info, config.official)} (official layout, `module.` keys; "
               f"mean {list(info.mean)}, std {list(info.std)}, map convention {info.map_convention})")
@@ -69,7 +82,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _export_onnx(config: ExportConfig, model, info) -> None:
-    from .export import calibration_batches, export_onnx, max_abs_difference, output_difference, quantize_int8
+    from infer.export import calibration_batches, export_onnx, max_abs_difference, output_difference, quantize_int8
 
     # Calibration images are read first: a bad folder fails before anything is written.
     batches = calibration_batches(config.calibration, info, config.width, config.height) if config.int8 else []
@@ -83,3 +96,11 @@ def _export_onnx(config: ExportConfig, model, info) -> None:
         print(f"int8: {quantized} (calibrated on {len(batches)} images); belief |fp32 - int8| max "
               f"{change['max_belief_difference']:.3f}, mean {change['mean_belief_difference']:.4f}; "
               f"{change['peaks_moved']} of {change['peaks']} belief peaks moved by more than one cell")
+
+
+def demo(config: DemoConfig) -> int:
+    passive_openmp_wait()
+    from .demo import run_demo
+
+    log.info("report: %s", run_demo(config))
+    return 0

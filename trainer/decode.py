@@ -252,3 +252,14 @@ def _nearest(maps: np.ndarray, xy: np.ndarray) -> np.ndarray:
     cols = np.rint(xy[:, 0]).astype(int).clip(0, width - 1)
     rows = np.rint(xy[:, 1]).astype(int).clip(0, height - 1)
     return maps[np.arange(len(xy)), rows, cols]
+
+
+def decode_network_maps(belief: np.ndarray, affinity: np.ndarray, offsets: np.ndarray | None, stride: int,
+                        settings: DecodeSettings, offset_scale: float | None,
+                        convention: str = DEFAULT_MAP_CONVENTION) -> list[ObjectKeypoints]:
+    """The one decoder validation and `dope infer` run on one image's maps: by corner offsets for an
+    offset network (`offset_scale` set), by affinity grouping otherwise; `convention` as the targets
+    were placed (stored with the model)."""
+    if offset_scale is not None:
+        return decode_offsets(belief, offsets, stride, settings, offset_scale, convention)
+    return decode(belief, affinity, stride, settings, convention)
