@@ -88,6 +88,7 @@ class DemoConfig(ConfigModel):
             out=out, nb_frames=frames, seed=seed, layout=layout, width=self.size, height=self.size,
             nb_objects=self.nb_objects, nb_distractors=self.nb_distractors, depth_range=self.depth_range,
             max_rotation=self.max_rotation, render_workers=self.render_workers,
+            image_format="jpg",  # test frames encoded as the training shards are (the figures were measured so)
         )
 
     def tree(self, streaming: bool) -> "DopeConfig":

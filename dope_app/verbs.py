@@ -52,18 +52,38 @@ def evaluate(config: EvaluateConfig) -> int:
 
     from infer.evaluate import evaluate_folders, metrics_table, write_metrics
 
-    metrics = evaluate_folders(config.pred, config.gt, config.models, config.symmetric, config.min_visibility)
-    json_path, curve_path = write_metrics(metrics, config.out or config.pred)
+    from dope_stream.bop import is_bop
+
+    if is_bop(config.gt):
+        from infer.bop_io import evaluate_bop
+
+        metrics = evaluate_bop(config.pred, config.gt, config.symmetric, config.min_visibility)
+    else:
+        metrics = evaluate_folders(config.pred, config.gt, config.models, config.symmetric, config.min_visibility)
+    out = config.out or (config.pred if config.pred.is_dir() else config.pred.parent)
+    json_path, curve_path = write_metrics(metrics, out)
     Console().print(metrics_table(metrics))
     log.info("wrote %s and %s", json_path, curve_path)
     return 0
 
 
 def export(config: ExportConfig) -> int:
-    from infer.export import calibration_batches, export_onnx, max_abs_difference, output_difference, quantize_int8
     from infer.loading import load_torch_network
 
     model, info = load_torch_network(config)
+    if config.official is not None:
+        from infer.export import export_official
+
+        print(f"exported {export_official(model, info, config.official)} (official layout, `module.` keys; "
+              f"mean {list(info.mean)}, std {list(info.std)}, map convention {info.map_convention})")
+    if config.onnx is not None:
+        _export_onnx(config, model, info)
+    return 0
+
+
+def _export_onnx(config: ExportConfig, model, info) -> None:
+    from infer.export import calibration_batches, export_onnx, max_abs_difference, output_difference, quantize_int8
+
     # Calibration images are read first: a bad folder fails before anything is written.
     batches = calibration_batches(config.calibration, info, config.width, config.height) if config.int8 else []
     path = export_onnx(model, info, config.onnx, config.width, config.height, config.dynamic, config.opset)
@@ -76,7 +96,6 @@ def export(config: ExportConfig) -> int:
         print(f"int8: {quantized} (calibrated on {len(batches)} images); belief |fp32 - int8| max "
               f"{change['max_belief_difference']:.3f}, mean {change['mean_belief_difference']:.4f}; "
               f"{change['peaks_moved']} of {change['peaks']} belief peaks moved by more than one cell")
-    return 0
 
 
 def demo(config: DemoConfig) -> int:

@@ -346,9 +346,14 @@ class GenerateConfig(ConfigModel):
     mix_fraction: float = Field(0.5, ge=0, le=1, description="renderer=mix: share of path-traced frames")
     denoise: bool = Field(True, description="pathtrace: denoise with Open Image Denoise")
     pathtrace: PathTraceOptions = Field(default_factory=PathTraceOptions, description="pathtrace backend options")
-    image_format: Literal["png", "jpg"] = Field("jpg", description="image encoding (png: lossless, compression level 1)")
+    image_format: Literal["png", "jpg"] | None = Field(
+        None, description="image encoding (png: lossless, compression level 1); none: jpg for shards, png for the "
+        "folder and bop layouts (the reference DOPE trainer reads only .png)",
+    )
     jpg_quality: int = Field(95, ge=1, le=100, description="JPEG quality")
-    layout: Literal["shards", "folder"] = Field("shards", description="WebDataset shards or the classic DOPE folder")
+    layout: Literal["shards", "folder", "bop"] = Field(
+        "shards", description="WebDataset shards, the classic DOPE folder, or a BOP dataset (millimetres, train_pbr scenes)"
+    )
     frames_per_shard: int = Field(250, ge=1, description="frames per WebDataset shard")
     ray: str | None = Field(
         None, description="render with Ray actors: 'local' starts Ray here, host:port joins a cluster; none: local processes"
@@ -373,6 +378,15 @@ class GenerateConfig(ConfigModel):
     def spp_for(self, renderer: str) -> int:
         """Samples per pixel for a frame drawn by `renderer` (with renderer=mix, each frame's own)."""
         return self.spp if self.spp is not None else DEFAULT_SPP[renderer]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layout_image_format(cls, values: Any) -> Any:
+        """Folders get PNG unless asked otherwise: the reference `train.py` lists only `*.png` files."""
+        if isinstance(values, dict) and values.get("image_format") is None:
+            layout = values.get("layout", cls.model_fields["layout"].default)
+            values = {**values, "image_format": "jpg" if layout == "shards" else "png"}
+        return values
 
     @model_validator(mode="after")
     def _check_classes(self) -> "GenerateConfig":

@@ -185,18 +185,29 @@ def rotation_near(rng: np.random.Generator, reference: np.ndarray, max_angle_deg
 
 
 # --- keypoint-map coordinates -------------------------------------------------------------------
-# Map cell j covers input pixels [stride*j, stride*j + stride - 1]; its centre lies at pixel
-# stride*j + (stride - 1) / 2. A keypoint at pixel u therefore sits at map coordinate
-# (u - (stride - 1) / 2) / stride. Training targets place Gaussians at exactly this continuous
-# coordinate and the decoder inverts it, so a perfect prediction decodes without bias.
+# Map cell j covers input pixels [stride*j, stride*j + stride - 1]. Two conventions place a keypoint
+# at pixel u on the map, and weights follow the one their targets were drawn with:
+# - "centre" (this project, and the original 2018 DOPE weights, whose decoder adds 0.4395 cells):
+#   cell j stands for its centre pixel stride*j + (stride - 1) / 2, so u sits at
+#   (u - (stride - 1) / 2) / stride;
+# - "corner" (the reference's current train.py, which resizes keypoints with the image): u / stride.
+# Training targets place Gaussians at exactly this continuous coordinate and the decoder inverts it
+# with the same convention (stored with the model), so a perfect prediction decodes without bias.
+MAP_CONVENTIONS = ("centre", "corner")
+DEFAULT_MAP_CONVENTION = "centre"
 
 
-def pixel_to_map(uv: np.ndarray, stride: int) -> np.ndarray:
-    return (np.asarray(uv, dtype=np.float64) - (stride - 1) / 2.0) / stride
+def map_origin(stride: int, convention: str = DEFAULT_MAP_CONVENTION) -> float:
+    """Pixel coordinate of map coordinate 0 under `convention`."""
+    return {"centre": (stride - 1) / 2.0, "corner": 0.0}[convention]
 
 
-def map_to_pixel(xy: np.ndarray, stride: int) -> np.ndarray:
-    return np.asarray(xy, dtype=np.float64) * stride + (stride - 1) / 2.0
+def pixel_to_map(uv: np.ndarray, stride: int, convention: str = DEFAULT_MAP_CONVENTION) -> np.ndarray:
+    return (np.asarray(uv, dtype=np.float64) - map_origin(stride, convention)) / stride
+
+
+def map_to_pixel(xy: np.ndarray, stride: int, convention: str = DEFAULT_MAP_CONVENTION) -> np.ndarray:
+    return np.asarray(xy, dtype=np.float64) * stride + map_origin(stride, convention)
 
 
 def spherical_uv(vertices: np.ndarray, pole_axis: int) -> np.ndarray:

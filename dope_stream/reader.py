@@ -3,8 +3,9 @@
 Two layers:
 - *raw samples*: WebDataset-style dicts `{"__key__": str, "__url__": str, "jpg"|"png": bytes,
   "json": bytes, ...}` (plus `seg.png`, `depth.png` when present). `open_dataset(paths)` indexes
-  local shards (`*.tar`, random access by member offset) and DOPE folders (`000123.png|jpg` next to
-  `000123.json`, searched recursively) into a `LocalDataset` (a sequence of raw samples);
+  local shards (`*.tar`, random access by member offset), DOPE folders (`000123.png|jpg` next to
+  `000123.json`, searched recursively) and BOP datasets (`dope_stream.bop`: each image's tables
+  converted to the canonical JSON, metres) into a `LocalDataset` (a sequence of raw samples);
   `iter_raw_samples(paths)` also streams URLs/brace patterns through the webdataset library. The live
   stream (`dope_stream.stream`) yields the same dicts.
 - *frames*: `decode_sample(sample, unit) -> Frame`, an RGB uint8 image plus the canonical annotation.
@@ -30,6 +31,7 @@ when the latter is present, else 1.0 (the object is visible, by how much is unkn
 from __future__ import annotations
 
 import glob
+import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from .bop import BopDataset, index_bop, is_bop
 from .errors import DopeError
 from .exchange import (
     ANNOTATION_MEMBER, IMAGE_MEMBERS, IMAGE_SUFFIXES, LAYER_MEMBERS, MANIFEST_NAME, SHARD_SUFFIXES, manifest_cuboids,
@@ -239,11 +242,21 @@ class MemberRef:
             return f.read(self.size)
 
 
+@dataclass(frozen=True)
+class InlineMember:
+    """A member held in memory (an annotation converted from another format, e.g. BOP's tables)."""
+
+    data: bytes
+
+    def read(self) -> bytes:
+        return self.data
+
+
 @dataclass
 class SampleRef:
     key: str
     url: str
-    members: dict[str, MemberRef]
+    members: dict[str, MemberRef | InlineMember]
 
     def load(self) -> dict:
         sample = {"__key__": self.key, "__url__": self.url}
@@ -292,6 +305,12 @@ def open_dataset(paths: Sequence[str | Path], unit: Unit = "auto") -> LocalDatas
     manifests: list[dict] = []
     units: set[str] = set()
     for entry in paths:
+        if is_bop(Path(entry)):
+            dataset = index_bop(Path(entry))
+            refs.extend(_bop_refs(dataset))
+            cuboids.update(dataset.cuboids)
+            units.add("m")  # converted from BOP's millimetres
+            continue
         for source, manifest_folder in _expand_local(str(entry)):
             refs.extend(_index_tar(source) if source.name.endswith(SHARD_SUFFIXES) else _index_folder(source))
         manifest = read_manifest(manifest_folder)
@@ -307,6 +326,16 @@ def open_dataset(paths: Sequence[str | Path], unit: Unit = "auto") -> LocalDatas
     resolved: Unit = units.pop() if units else unit
     log.info("dataset: %d samples from %s (unit %s)", len(refs), ", ".join(map(str, paths)), resolved)
     return LocalDataset(refs, resolved, cuboids, manifests)
+
+
+def _bop_refs(dataset: BopDataset) -> list[SampleRef]:
+    return [
+        SampleRef(image.key, str(dataset.root), {
+            image.rgb.suffix.lstrip("."): MemberRef(str(image.rgb)),
+            "json": InlineMember(json.dumps(image.annotation).encode()),
+        })
+        for image in dataset.images
+    ]
 
 
 def _expand_local(entry: str) -> list[tuple[Path, Path]]:

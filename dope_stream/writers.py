@@ -71,6 +71,10 @@ def _missing_frames(out: Path, config: GenerateConfig) -> list[int]:
     if config.layout == "shards":
         done = {shard.name for shard in out.glob(SHARD_GLOB)}
         return [i for k, frames in enumerate(config_shard_ranges(config)) if shard_name(k) not in done for i in frames]
+    if config.layout == "bop":
+        from .bop_writer import missing_frames
+
+        return missing_frames(out, config)
     existing = set(os.listdir(out))
     members = member_names(config.image_format)
     return [i for i in range(config.nb_frames) if not all(f"{sample_key(i)}.{m}" in existing for m in members)]
@@ -84,6 +88,10 @@ def open_writer(config: GenerateConfig, class_cuboids: dict[str, Cuboid]) -> Dat
     except OSError as err:
         raise DopeError(f"out: cannot create folder {out}: {err.strerror}") from None
     _check_manifest(out, config)
+    if config.layout == "bop":
+        from .bop_writer import BopWriter
+
+        return BopWriter(out, config, lambda: write_dataset_manifest(out, config, class_cuboids))
     writer_class = ShardWriter if config.layout == "shards" else FolderWriter
     return writer_class(out, config, class_cuboids)
 
@@ -123,6 +131,8 @@ class FolderWriter:
 
     def __init__(self, out: Path, config: GenerateConfig, class_cuboids: dict[str, Cuboid]):
         self.out, self.config, self.class_cuboids = out, config, class_cuboids
+        if config.image_format != "png":
+            log.warning("--image_format %s: the reference DOPE train.py reads only .png images", config.image_format)
         write_dataset_manifest(out, config, class_cuboids)
 
     def add(self, sample: Sample) -> None:

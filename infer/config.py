@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from dope_stream.config import PACKAGE_ASSETS, ConfigModel, FloatQuad, StrList, _parse_floats
 
@@ -26,6 +26,10 @@ class NetworkOptions(ConfigModel):
     )
     mean: FloatTriple | None = Field(None, description="official weights: input mean per RGB channel (default 0.5)")
     std: FloatTriple | None = Field(None, description="official weights: input std per RGB channel (default 0.5)")
+    map_convention: Literal["centre", "corner"] = Field(
+        "centre", description="official weights: where their targets put a keypoint at pixel u on the stride-8 maps: "
+        "centre (u - 3.5) / 8, the original weights; corner u / 8, weights from the reference's current train.py",
+    )
     device: str = Field("cpu", description="torch device (cpu, cuda, cuda:1, mps)")
 
     @field_validator("dims")
@@ -41,7 +45,7 @@ class InferConfig(NetworkOptions):
 
     section: ClassVar[str] = "infer"
 
-    images: Path = Field(description="an image, a folder of images, or a video file")
+    images: Path = Field(description="an image, a folder of images, a video file, or a BOP dataset (root, split or scene)")
     out: Path = Field(Path("out/infer"), description="output folder: per-image JSON and overlay PNG (or video)")
     camera: Path | None = Field(None, description="camera.yaml (ROS camera_info: image_width, image_height, camera_matrix)")
     intrinsics: FloatQuad | None = Field(None, description="fx,fy,cx,cy in pixels of the input images")
@@ -55,6 +59,10 @@ class InferConfig(NetworkOptions):
     min_keypoints: int = Field(6, ge=4, le=9, description="fewest keypoints (of 9) a pose is solved from")
     max_reprojection_error: float = Field(10.0, gt=0, description="poses with a larger mean reprojection error (pixels) are rejected")
     resume: bool = Field(True, description="skip images whose JSON is already in --out")
+    bop_csv: Path | None = Field(
+        None, description="--images BOP_DIR: also write the poses as a BOP result CSV (scene_id,im_id,obj_id,score,R,t,time)"
+    )
+    bop_obj_id: int | None = Field(None, ge=1, description="BOP obj_id of the detected class (default: from a class named obj_000005)")
 
 
 class EvaluateConfig(ConfigModel):
@@ -62,28 +70,45 @@ class EvaluateConfig(ConfigModel):
 
     section: ClassVar[str] = "evaluate"
 
-    pred: Path = Field(description="folder of prediction JSON files (`dope infer` output)")
-    gt: Path = Field(description="folder of ground-truth JSON files (this project's format), matched by file stem")
+    pred: Path = Field(description="folder of prediction JSON files (`dope infer` output), or a BOP result CSV")
+    gt: Path = Field(
+        description="folder of ground-truth JSON files (this project's format), matched by file stem; or a BOP dataset "
+        "(its models, test_targets_bop19.json and symmetries are used)"
+    )
     models: Path = Field(
         PACKAGE_ASSETS / "objects", description="folder with CLASS/points.xyz (or CLASS/ mesh, CLASS.xyz) per class"
     )
-    symmetric: StrList = Field(default_factory=list, description="classes evaluated with ADD-S")
+    symmetric: StrList = Field(
+        default_factory=list, description="classes evaluated with ADD-S (besides those with symmetries in "
+        "--models: models_info.json or CLASS/model_info.json)",
+    )
     min_visibility: float = Field(0.0, ge=0, le=1, description="ground truth at or below this visibility is ignored")
     out: Path | None = Field(None, description="folder for metrics.json and accuracy_curve.png (default: --pred)")
 
 
 class ExportConfig(NetworkOptions):
-    """`dope export`: ONNX model with input `input` (1,3,H,W) and output `output` (1,25,H/8,W/8)."""
+    """`dope export`: ONNX model with input `input` (1,3,H,W) and output `output` (1,25,H/8,W/8), and/or
+    the official weight layout."""
 
     section: ClassVar[str] = "export"
 
-    onnx: Path = Field(description="output .onnx file")
+    onnx: Path | None = Field(None, description="output .onnx file")
+    official: Path | None = Field(
+        None, description="dope network: also write OUT.pth, a plain `module.`-prefixed state dict (the layout the "
+        "reference code and Isaac ROS's dope_converter.py load)",
+    )
     height: int = Field(480, ge=16, le=4096, description="input height (a multiple of 8)")
     width: int = Field(640, ge=16, le=4096, description="input width (a multiple of 8)")
     dynamic: bool = Field(False, description="dynamic batch, height and width instead of a fixed size")
     opset: int = Field(17, ge=11, le=21, description="ONNX opset version")
     int8: bool = Field(False, description="also quantise to int8 (onnxruntime QDQ), written as OUT.int8.onnx: 1.6-1.7x faster on a CPU with VNNI")
     calibration: Path | None = Field(None, description="--int8: folder of representative images (rendered frames or photos; up to 32 used)")
+
+    @model_validator(mode="after")
+    def _some_output(self) -> "ExportConfig":
+        if self.onnx is None and self.official is None:
+            raise ValueError("give --onnx OUT.onnx, --official OUT.pth or both")
+        return self
 
     @field_validator("height", "width")
     @classmethod

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from dope_stream.geometry import NUM_KEYPOINTS, Intrinsics, Pose, projected_cuboid
+from dope_stream.symmetry import Symmetries
 from trainer.decode import DecodeSettings, ObjectKeypoints, decode_network_maps
 from trainer.meta import ModelMeta
 
@@ -108,6 +109,8 @@ class Detector:
         pnp_settings: PnPSettings = PnPSettings(), input_height: int | None = None,
     ):
         self.backend, self.info = backend, info
+        # Poses are reported as the symmetry group's canonical one (as the labels were trained).
+        self.symmetries = Symmetries.from_dict(info.symmetries) if info.symmetries else None
         self.decode_settings, self.pnp_settings = decode_settings, pnp_settings
         self.input_height = input_height
 
@@ -127,7 +130,7 @@ class Detector:
         size = self.network_size(width, height)
         belief, affinity, *offsets = self.backend(self.preprocess(image_rgb, size))
         objects = decode_network_maps(belief, affinity, offsets[0] if offsets else None, self.info.stride,
-                                      self.decode_settings, self.info.offset_scale)
+                                      self.decode_settings, self.info.offset_scale, self.info.map_convention)
         # Inverse of the resize: pixel centres map as in Intrinsics.scaled.
         scale = np.array([width / size[0], height / size[1]])
         return [ObjectKeypoints((o.uv + 0.5) * scale - 0.5, o.scores) for o in objects]
@@ -139,10 +142,11 @@ class Detector:
             solution = solve_pose(obj.uv, self.info.cuboid, intrinsics, self.pnp_settings)
             if solution is None:
                 continue
+            pose = self.symmetries.canonical(solution.pose) if self.symmetries else solution.pose
             detections.append(Detection(
                 class_name=self.info.class_name,
-                pose=solution.pose,
-                projected_cuboid=projected_cuboid(self.info.cuboid, solution.pose, intrinsics),
+                pose=pose,
+                projected_cuboid=projected_cuboid(self.info.cuboid, pose, intrinsics),
                 keypoints=obj.uv,
                 keypoint_scores=obj.scores,
                 inliers=solution.inliers,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from dope_stream.exchange import MANIFEST_NAME, parse_json, write_atomically
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Pose
 from dope_stream.reader import canonical_annotation
+from dope_stream.symmetry import symmetries_in_folder
 
 log = logging.getLogger(__name__)
 
@@ -201,24 +203,43 @@ def evaluate_folders(
     """Match every ground-truth JSON with the prediction of the same stem (none = all missed)."""
     truths_by_stem = annotation_files(gt_dir, "--gt")
     preds_by_stem = annotation_files(pred_dir, "--pred")
+    unmatched = sorted(set(preds_by_stem) - set(truths_by_stem))
+    if unmatched:
+        log.warning("%d prediction files have no ground truth (e.g. %s); ignored", len(unmatched), unmatched[0])
+    images = (
+        (read_instances(gt_path, min_visibility), read_instances(preds_by_stem[stem]) if stem in preds_by_stem else [])
+        for stem, gt_path in truths_by_stem.items()
+    )
+
+    def class_model(class_name: str) -> tuple[np.ndarray, bool]:
+        # ADD-S by default for a class with symmetries in the models folder
+        return load_model_points(models_dir, class_name), symmetries_in_folder(models_dir, class_name).symmetric
+
+    return score_images(images, len(truths_by_stem), class_model, set(symmetric))
+
+
+def score_images(
+    images: Iterable[tuple[list[Instance], list[Instance]]], image_count: int,
+    class_model: Callable[[str], tuple[np.ndarray, bool]], symmetric: set[str],
+) -> dict:
+    """Metrics over (ground truth, predictions) per image; `class_model(name)` gives a class's model
+    points (metres) and whether it has symmetries (then it is scored with ADD-S, as `symmetric`)."""
     results: dict[str, ClassResult] = defaultdict(ClassResult)
     points: dict[str, np.ndarray] = {}
-    for stem, gt_path in truths_by_stem.items():
-        truths = read_instances(gt_path, min_visibility)
-        predictions = read_instances(preds_by_stem[stem]) if stem in preds_by_stem else []
+    symmetric = set(symmetric)
+    for truths, predictions in images:
         for class_name in sorted({i.class_name for i in truths + predictions}):
             if class_name not in points:
-                points[class_name] = load_model_points(models_dir, class_name)
+                points[class_name], has_symmetries = class_model(class_name)
+                if has_symmetries:
+                    symmetric.add(class_name)
             match_image(
                 [p for p in predictions if p.class_name == class_name],
                 [t for t in truths if t.class_name == class_name],
                 points[class_name], class_name in symmetric, results[class_name],
             )
-    unmatched = sorted(set(preds_by_stem) - set(truths_by_stem))
-    if unmatched:
-        log.warning("%d prediction files have no ground truth (e.g. %s); ignored", len(unmatched), unmatched[0])
     return {
-        "images": len(truths_by_stem),
+        "images": image_count,
         "thresholds_m": list(THRESHOLDS_M),
         "auc_max_m": AUC_MAX_M,
         "classes": {c: summarise(r, c in symmetric) for c, r in sorted(results.items())},

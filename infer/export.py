@@ -73,11 +73,25 @@ def export_onnx(
                 dynamic_axes=dynamic_axes if dynamic else None, opset_version=opset,
             )
         proto = onnx.load(str(tmp))
+        if not dynamic:
+            with torch.inference_mode():
+                outputs = wrapped(example)
+            _declare_output_shapes(proto, [outputs] if isinstance(outputs, torch.Tensor) else list(outputs))
         entry = proto.metadata_props.add()
         entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(info.to_dict())
         onnx.save(proto, str(tmp))
 
     return write_atomically(path, write)
+
+
+def _declare_output_shapes(proto, outputs: list) -> None:
+    """Concrete output dimensions for a fixed-size export: the tracer leaves symbolic names where
+    the light network's feature pyramid concatenates upsampled maps, and TensorRT-style consumers
+    read the output size from the graph."""
+    for declared, output in zip(proto.graph.output, outputs, strict=True):
+        for dim, size in zip(declared.type.tensor_type.shape.dim, output.shape, strict=True):
+            dim.Clear()
+            dim.dim_value = size
 
 
 def max_abs_difference(model, onnx_path: Path, width: int, height: int, seed: int = 0) -> float:
@@ -92,6 +106,24 @@ def max_abs_difference(model, onnx_path: Path, width: int, height: int, seed: in
     maps = backend(batch)
     got = [np.concatenate(maps[:2])] + list(maps[2:])
     return float(max(np.abs(a - b).max() for a, b in zip(got, expected)))
+
+
+OFFICIAL_STAGES = 6  # the reference network and Isaac ROS's converter build six stages
+
+
+def export_official(model, info: ModelMeta, path: Path) -> Path:
+    """Write a `dope` network as the official weights are stored: a plain state dict saved from
+    DataParallel, every key prefixed with `module.` (no metadata: class, cuboid and normalisation
+    must be given again wherever it is loaded)."""
+    import torch
+
+    if info.network != "dope" or getattr(model, "num_stages", None) != OFFICIAL_STAGES:
+        raise DopeError(
+            f"option 'official': only a {OFFICIAL_STAGES}-stage dope network has the official layout; "
+            f"{info.network!r} with {getattr(model, 'num_stages', '?')} stages has not"
+        )
+    state = {f"module.{key}": value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    return write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 CALIBRATION_IMAGES = 32  # most calibration images used: ranges settle within a few dozen frames

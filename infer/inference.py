@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from dope_stream.bop import is_bop
 from dope_stream.exchange import write_atomically
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Intrinsics
@@ -81,11 +82,21 @@ def run_inference(config: InferConfig) -> InferenceSummary:
     images_folder = config.images if config.images.is_dir() else config.images.parent
     if config.out.resolve() == images_folder.resolve():
         raise DopeError(f"--out {config.out}: must differ from the images' folder (the JSON files would overwrite annotations)")
+    if config.bop_csv is not None and not is_bop(config.images):
+        raise DopeError(f"option 'bop_csv': --images {config.images} is not a BOP dataset (no scene_gt.json)")
     detector = build_detector(config)
     config.out.mkdir(parents=True, exist_ok=True)
     camera = read_camera_yaml(config.camera) if config.camera is not None else None
     if config.images.is_file() and config.images.suffix.lower() in VIDEO_SUFFIXES:
         return _run_video(detector, config, camera)
+    if is_bop(config.images):
+        from .bop_io import infer_bop
+
+        start = time.perf_counter()
+        done, skipped, found = infer_bop(
+            detector, config, lambda stem, image, detections, intrinsics: _save_frame(config.out, stem, image, detections, intrinsics, detector)
+        )
+        return InferenceSummary(done, skipped, found, time.perf_counter() - start)
     return _run_images(detector, config, camera)
 
 

@@ -90,6 +90,7 @@ def _official_network(state: dict, options: NetworkOptions):
         input_size=None,
         mean=tuple(options.mean or OFFICIAL_NORMALISATION),
         std=tuple(options.std or OFFICIAL_NORMALISATION),
+        map_convention=options.map_convention,
     )
     return model, info
 

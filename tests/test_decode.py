@@ -137,3 +137,41 @@ def test_detector_input_is_the_normalised_rgb_image():
     expected = (image.astype(np.float64) / 255.0 - mean) / std  # (H, W, 3), channels in RGB order
     assert batch.shape == (1, 3, 48, 64) and batch.dtype == np.float32
     np.testing.assert_allclose(batch[0].transpose(1, 2, 0), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 3.0])
+def test_wide_peaks_decode_within_0_3_px(sigma):
+    """The refinement window follows the peak's width (a fixed 7x7 window was 1.3 px off at sigma 2)."""
+    rng = np.random.default_rng(int(sigma * 10))
+    uv = np.full((9, 2), np.nan)
+    uv[:8] = rng.uniform(80, 400, (8, 2))  # one peak per channel, far apart from each other
+    belief, _ = draw_maps([uv], 480, 480, sigma=sigma)
+    peaks = find_peaks(belief, 8, DecodeSettings())
+    for k in range(8):
+        assert len(peaks[k].uv) == 1
+        assert np.linalg.norm(peaks[k].uv[0] - uv[k]) < 0.3
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0])
+def test_corners_next_to_the_border_are_found_within_0_3_px(sigma):
+    """A keypoint 4 px from the image border peaks on the map's outer ring of cells."""
+    uv = np.array([[4.0, 200.3], [635.0, 100.6], [300.2, 4.0], [200.7, 475.0], [3.0, 2.0]] + [[np.nan, np.nan]] * 4)
+    belief, _ = draw_maps([uv], 640, 480, sigma=sigma)
+    peaks = find_peaks(belief, 8, DecodeSettings())
+    for k in range(5):
+        assert len(peaks[k].uv) == 1, k
+        assert np.linalg.norm(peaks[k].uv[0] - uv[k]) < 0.3, (k, peaks[k].uv[0], uv[k])
+
+
+@pytest.mark.parametrize("convention", ["centre", "corner"])
+def test_targets_decode_without_bias_only_in_their_own_map_convention(convention):
+    from trainer.targets import belief_maps
+
+    uv = np.full((1, 9, 2), np.nan)
+    uv[0, 0] = [101.3, 77.8]
+    belief = belief_maps(np.nan_to_num(uv, nan=-1e6), (30, 40), 8, sigma=1.0, convention=convention)
+    other = "corner" if convention == "centre" else "centre"
+    (right,) = find_peaks(belief, 8, DecodeSettings(), convention)[0].uv
+    (wrong,) = find_peaks(belief, 8, DecodeSettings(), other)[0].uv
+    assert np.linalg.norm(right - uv[0, 0]) < 0.15
+    np.testing.assert_allclose(np.abs(wrong - uv[0, 0]), [3.5, 3.5], atol=0.15)

@@ -21,12 +21,14 @@ CUBOID = Cuboid((0.0, 0.01, 0.0), (0.16, 0.21, 0.07))
 @pytest.fixture(scope="module")
 def light_model():
     torch.manual_seed(0)
-    return build_network("light", pretrained=False).eval()
+    # pretrained: the frozen, batch-norm-folded early layers, with which the tracer left the output
+    # dimensions symbolic
+    return build_network("light", pretrained=True).eval()
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_export_matches_torch(light_model, tmp_path, dynamic):
-    info = ModelMeta("light", "box", CUBOID, 3, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    info = ModelMeta("light", "box", CUBOID, 3, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), map_convention="corner")
     path = export_onnx(light_model, info, tmp_path / "m.onnx", width=96, height=64, dynamic=dynamic)
     backend = OnnxBackend(path)
     assert backend.info == info
@@ -34,6 +36,9 @@ def test_export_matches_torch(light_model, tmp_path, dynamic):
     session_input, session_output = backend.session.get_inputs()[0], backend.session.get_outputs()[0]
     assert (session_input.name, session_output.name) == ("input", "output")
     assert max_abs_difference(light_model, path, 96, 64) < 1e-4
+    declared = [d.dim_value or d.dim_param for d in onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim]
+    if not dynamic:  # concrete dimensions, as consumers that size buffers from the graph need
+        assert declared == [1, 25, 8, 12]
     if dynamic:  # another size runs too, still equal to torch
         assert max_abs_difference(light_model, path, 136, 88, seed=1) < 1e-4
         belief, affinity = backend(np.zeros((1, 3, 88, 136), np.float32))
@@ -103,3 +108,32 @@ def test_int8_export_cli_needs_calibration_images(light_model, calibration_folde
     assert "--calibration" in capsys.readouterr().err
     assert main(common + ["--calibration", str(calibration_folder)]) == 0
     assert "int8:" in capsys.readouterr().out and (tmp_path / "m.int8.onnx").is_file()
+
+
+def test_official_export_is_a_module_prefixed_state_dict_that_loads_strictly(tmp_path, capsys):
+    torch.manual_seed(1)
+    dope = build_network("dope", pretrained=False).eval()
+    meta = ModelMeta(network="dope", class_name="box", cuboid=CUBOID, stages=6, input_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    save_atomic({"meta": meta.to_dict(), "model": dope.state_dict()}, tmp_path / "dope.pt")
+    assert main(["export", "--weights", str(tmp_path / "dope.pt"), "--official", str(tmp_path / "official.pth")]) == 0
+    state = torch.load(tmp_path / "official.pth", map_location="cpu", weights_only=True)
+    assert all(key.startswith("module.") for key in state)
+    # What the reference loader does (DataParallel keys) and a plain strict load after stripping them.
+    fresh = build_network("dope", pretrained=False)
+    fresh.load_state_dict({key.removeprefix("module."): value for key, value in state.items()}, strict=True)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(fresh.eval()(x)[-1][0], dope(x)[-1][0])
+    # and `dope infer` takes the file as official weights again
+    from infer.config import NetworkOptions
+    from infer.loading import load_torch_network
+
+    _, info = load_torch_network(NetworkOptions(weights=tmp_path / "official.pth", object="box", dims=(0.1, 0.1, 0.1)))
+    assert info.input_size is None and info.mean == (0.5, 0.5, 0.5)  # read as official weights (no training crop known)
+
+
+def test_official_export_refuses_the_light_network(light_model, tmp_path, capsys):
+    _save_checkpoint(light_model, tmp_path / "ckpt.pt")
+    assert main(["export", "--weights", str(tmp_path / "ckpt.pt"), "--official", str(tmp_path / "o.pth")]) == 2
+    assert "only a 6-stage dope network" in capsys.readouterr().err
+    assert not (tmp_path / "o.pth").exists()

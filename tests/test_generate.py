@@ -107,10 +107,12 @@ def test_resume_with_another_config_is_refused(tmp_path, generated_shards):
 
 def test_folder_layout_files_and_resume(tmp_path):
     out = tmp_path / "folder"
-    config = tiny_generate_config(out, layout="folder", image_format="png", nb_frames=3)
+    config = tiny_generate_config(out, layout="folder", nb_frames=3)  # png by default in this layout
     generate(config)
     names = sorted(os.listdir(out))
     assert names == sorted(["manifest.json"] + [f"{i:06d}.{m}" for i in range(3) for m in ("png", "json", "seg.png", "depth.png")])
+    # The reference trainer's listing: every `*.png` with a `.json` of the same name beside it.
+    assert sorted(p.name for p in out.glob("*.png") if p.with_suffix(".json").exists()) == [f"{i:06d}.png" for i in range(3)]
     assert json.loads((out / "manifest.json").read_text())["frames_done"] == 3
     untouched = (out / "000000.png").stat().st_mtime_ns
     (out / "000001.json").unlink()

@@ -24,6 +24,10 @@ class TrainConfig(ConfigModel):
         "settings of the stream (on the command line: a YAML file of them)",
     )
     object: str | None = Field(None, description="object class to train on (default: the only class in the data)")
+    symmetries: Path | None = Field(
+        None, description="BOP models_info.json (objects named obj_000001 ...) or the object's model_info.json: "
+        "symmetric corners are labelled from the canonical pose (dope_stream.symmetry)",
+    )
     unit: Literal["auto", "m", "cm"] = Field("auto", description="length unit of the annotations when the dataset has no manifest")
     min_visibility: float = Field(0.0, ge=0, le=1, description="ignore instances whose visible fraction is not above this")
     net: Literal["dope", "light", "centre"] = Field(
@@ -43,6 +47,10 @@ class TrainConfig(ConfigModel):
     grad_clip: float = Field(5.0, ge=0, description="clip the gradient norm to this (0: off)")
     image_size: int = Field(400, ge=32, description="square training crop in pixels (a multiple of 8)")
     sigma: float = Field(1.0, gt=0, description="belief Gaussian sigma in output cells (stride 8)")
+    map_convention: Literal["centre", "corner"] = Field(
+        "centre", description="where a keypoint at pixel u sits on the stride-8 maps: centre (u - 3.5) / 8, this "
+        "project and the original DOPE weights; corner u / 8, the reference's current train.py. Stored with the model",
+    )
     affinity_radius: float = Field(1.5, gt=0, description="affinity field radius around each corner in output cells")
     augment: bool = Field(True, description="random scale/rotation/crop, colour jitter, noise and blur")
     camera_effects: bool = Field(

@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, IterableDataset, get_worker_info
 
-from dope_stream.geometry import Cuboid
-from dope_stream.reader import LocalDataset, Unit, decode_sample, open_dataset, select_objects
+from dope_stream.errors import DopeError
+from dope_stream.geometry import DEFAULT_MAP_CONVENTION, Cuboid, Pose, projected_cuboid
+from dope_stream.reader import Frame, LocalDataset, ObjectAnnotation, Unit, decode_sample, open_dataset, select_objects
+from dope_stream.symmetry import NO_SYMMETRY, Symmetries, read_symmetries
 from trainer.augment import apply_transform, build_transform
 from trainer.config import TrainConfig
 from trainer.meta import ModelMeta
@@ -52,6 +54,9 @@ class EncoderSettings:
     stride: int = 8  # the network's output stride (map cell size in pixels)
     offset_scale: float | None = None  # offset networks: also their corner-offset targets, in map cells / this
     camera_effects: bool = False  # sensor noise, blur, exposure, white balance, JPEG, vignetting (trainer.augment)
+    map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry: where a keypoint sits on the maps
+    cuboid: Cuboid | None = None  # the class's cuboid, needed to relabel symmetric objects
+    symmetries: Symmetries | None = None  # None: keypoints as annotated
 
 
 def sample_seed(*parts: int) -> int:
@@ -72,7 +77,7 @@ class FrameEncoder:
         s = self.settings
         frame = decode_sample(sample, s.unit)
         objects = select_objects(frame, s.class_name, s.min_visibility)
-        keypoints = np.stack([o.projected_cuboid for o in objects]) if objects else np.zeros((0, 9, 2))
+        keypoints = labelled_keypoints(frame, objects, s.cuboid, s.symmetries)
         image, keypoints = apply_transform(self.transform, frame.image, keypoints, seed, s.image_size, frame.source)
         map_size = (s.image_size // s.stride, s.image_size // s.stride)
         padded = np.zeros((MAX_INSTANCES, 9, 2), np.float32)
@@ -80,16 +85,30 @@ class FrameEncoder:
         padded[:count] = keypoints[:count]
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "belief": torch.from_numpy(belief_maps(keypoints, map_size, s.stride, s.sigma)),
-            "affinity": torch.from_numpy(affinity_maps(keypoints, map_size, s.stride, s.affinity_radius)),
+            "belief": torch.from_numpy(belief_maps(keypoints, map_size, s.stride, s.sigma, s.map_convention)),
+            "affinity": torch.from_numpy(affinity_maps(keypoints, map_size, s.stride, s.affinity_radius, s.map_convention)),
             "keypoints": torch.from_numpy(padded),
             "instances": count,
             "key": frame.key,
         }
         if s.offset_scale is not None:
-            offsets, weight = centre_offset_maps(keypoints, map_size, s.stride, OFFSET_RADIUS, s.offset_scale)
+            offsets, weight = centre_offset_maps(keypoints, map_size, s.stride, OFFSET_RADIUS, s.offset_scale, s.map_convention)
             item["offsets"], item["offset_weight"] = torch.from_numpy(offsets), torch.from_numpy(weight)
         return item
+
+
+def labelled_keypoints(frame: Frame, objects: list[ObjectAnnotation], cuboid: Cuboid | None,
+                       symmetries: Symmetries | None) -> np.ndarray:
+    """(N, 9, 2) training keypoints: as annotated, or for a symmetric class projected from each
+    instance's canonical pose, so the same view always gets the same corner labels."""
+    if not objects:
+        return np.zeros((0, 9, 2))
+    if symmetries is None:
+        return np.stack([o.projected_cuboid for o in objects])
+    if frame.intrinsics is None or any(o.location is None or o.quaternion_xyzw is None for o in objects):
+        raise DopeError(f"{frame.source}: a symmetric class needs camera_data and each instance's location and quaternion_xyzw")
+    poses = [symmetries.canonical(Pose.from_quaternion_xyzw(o.quaternion_xyzw, o.location)) for o in objects]
+    return np.stack([projected_cuboid(cuboid, pose, frame.intrinsics) for pose in poses])
 
 
 class MapDataset(Dataset):
@@ -177,21 +196,40 @@ class DataPlan:
     renderer_cpus: Callable[[], int] = no_renderers  # CPU renderer processes the next epoch runs
 
 
-def validation_set(config: TrainConfig, class_name: str, held_out: LocalDataset | None = None) -> MapDataset | None:
+def validation_set(
+    config: TrainConfig, class_name: str, cuboid: Cuboid | None, held_out: LocalDataset | None = None
+) -> MapDataset | None:
     """The fixed validation set: --val_data from disk, else the held-out share of the training data."""
     samples = open_dataset(config.val_data, config.unit) if config.val_data else held_out
     if samples is None:
         return None
-    return MapDataset(samples, FrameEncoder(encoder_settings(config, class_name, samples.unit, train=False)))
+    return MapDataset(samples, FrameEncoder(encoder_settings(config, class_name, samples.unit, train=False, cuboid=cuboid)))
 
 
-def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool) -> EncoderSettings:
+def class_symmetries(config: TrainConfig, class_name: str) -> Symmetries:
+    """The symmetries of the trained class from --symmetries (none given: an asymmetric object)."""
+    if config.symmetries is None:
+        return NO_SYMMETRY
+    table = read_symmetries(config.symmetries)
+    if "" in table:  # one object's model_info.json
+        return table[""]
+    if class_name not in table:
+        raise DopeError(f"option 'symmetries': {config.symmetries} has no object '{class_name}' (it has {', '.join(sorted(table))})")
+    return table[class_name]
+
+
+def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool, cuboid: Cuboid | None) -> EncoderSettings:
     spec = network_spec(config.net)
+    symmetries = class_symmetries(config, class_name)
+    if symmetries.symmetric and cuboid is None:
+        raise DopeError(f"option 'symmetries': symmetric class '{class_name}' needs its cuboid in the dataset manifest")
     return EncoderSettings(
         class_name=class_name, image_size=config.image_size, sigma=config.sigma,
         affinity_radius=config.affinity_radius, unit=unit, min_visibility=config.min_visibility,
         train=train and config.augment, rotation=config.rotation, scale_range=tuple(config.scale_range),
         seed=config.seed, stride=spec.stride, offset_scale=spec.offset_scale, camera_effects=config.camera_effects,
+        map_convention=config.map_convention,
+        cuboid=cuboid, symmetries=symmetries if symmetries.symmetric else None,
     )
 
 

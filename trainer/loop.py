@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from dope_stream.errors import DopeError
 from trainer.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.data import DataPlan, normalise
+from trainer.data import DataPlan, class_symmetries, normalise
 from trainer.meta import NORMALIZATIONS, ModelMeta
 from trainer.networks import NetworkSpec, build_network, network_spec
 from trainer.plan import plan_data
@@ -207,10 +207,12 @@ def _network(config: TrainConfig, spec: NetworkSpec, dist: Distributed, plan: Da
     """(the network on its device, what runs the steps: it or its DDP wrapper, its metadata)."""
     network = build_network(config.net, config.stages, config.pretrained, config.vgg_weights)
     mean, std = NORMALIZATIONS[config.normalization or spec.normalization]
+    symmetries = class_symmetries(config, plan.class_name)
     meta = ModelMeta(
         network=config.net, class_name=plan.class_name, cuboid=plan.cuboid, stages=network.num_stages,
         input_size=config.image_size, mean=mean, std=std, stride=spec.stride, outputs=spec.outputs,
-        offset_scale=spec.offset_scale,
+        offset_scale=spec.offset_scale, map_convention=config.map_convention,
+        symmetries=symmetries.to_dict() if symmetries.symmetric else None,
     )
     network.to(dist.device)
     if config.channels_last:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from dope_stream.geometry import Cuboid
+from dope_stream.geometry import DEFAULT_MAP_CONVENTION, Cuboid
 
 STRIDE = 8  # output stride of every registered network
 OFFSET_SCALE = 8.0  # offset networks regress corner offsets in map cells divided by this (objects span a few to 30 cells)
@@ -30,6 +30,8 @@ class ModelMeta:
     stride: int = STRIDE
     outputs: dict[str, int] = field(default_factory=lambda: {"belief": 9, "affinity": 16})
     offset_scale: float | None = None  # offset networks (`centre`): the offsets' unit in map cells
+    map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry.pixel_to_map: how targets were placed
+    symmetries: dict | None = None  # dope_stream.symmetry.Symmetries.to_dict(): labels follow its canonical pose
 
     def to_dict(self) -> dict:
         values = asdict(self)

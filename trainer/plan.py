@@ -35,9 +35,9 @@ def plan_data(config: TrainConfig, rank: int, world_size: int) -> DataPlan:
     cuboid = reference.cuboids.get(class_name)
     if cuboid is None:
         log.warning("no cuboid for class %s in the dataset manifest: the checkpoint will lack dimensions", class_name)
-    train_encoder = FrameEncoder(encoder_settings(config, class_name, reference.unit, train=True))
+    train_encoder = FrameEncoder(encoder_settings(config, class_name, reference.unit, train=True, cuboid=cuboid))
     train_local, held_out = (reference, None) if config.val_data or remote else split_validation(reference, config.val_fraction, config.seed)
-    validation = validation_set(config, class_name, held_out)
+    validation = validation_set(config, class_name, cuboid, held_out)
     if remote:
         source = IterableSource(functools.partial(stream_shards, remote), train_encoder, rank, world_size)
         return DataPlan(source, None, validation, class_name, cuboid)

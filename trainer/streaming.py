@@ -35,15 +35,16 @@ def stream_plan(config: TrainConfig) -> DataPlan:
     class_name = config.object or (classes[0] if len(classes) == 1 else None)
     if class_name not in frames.cuboids:
         raise DopeError(f"option 'object': class {class_name!r} is not rendered by the stream into {generate_config.out} (classes: {', '.join(classes)})")
-    encoder = FrameEncoder(encoder_settings(config, class_name, "m", train=True))
+    cuboid = frames.cuboids[class_name]
+    encoder = FrameEncoder(encoder_settings(config, class_name, "m", train=True, cuboid=cuboid))
     # RayFrameDataset already gives each rank and worker its own frames. `partial(iter, ...)` (not a
     # lambda) pickles into spawned DataLoader workers.
     source = IterableSource(functools.partial(iter, frames), encoder, rank=0, world_size=1, split=False)
     source.frames_per_epoch = config.stream_frames_per_epoch or generate_config.nb_frames
-    validation = validation_set(config, class_name)
+    validation = validation_set(config, class_name, cuboid)
     log.info("streaming %s: %d frames per epoch into %s", class_name, source.frames_per_epoch, generate_config.out)
     renderers = functools.partial(busy_renderer_cpus, generate_config)
-    return DataPlan(source, None, validation, class_name, frames.cuboids[class_name], renderers)
+    return DataPlan(source, None, validation, class_name, cuboid, renderers)
 
 
 def busy_renderer_cpus(generate_config: GenerateConfig) -> int:

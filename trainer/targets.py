@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dope_stream.geometry import NUM_AFFINITY, NUM_KEYPOINTS, pixel_to_map
+from dope_stream.geometry import DEFAULT_MAP_CONVENTION, NUM_AFFINITY, NUM_KEYPOINTS, pixel_to_map
 
 
 def map_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -17,7 +17,9 @@ def map_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
 
 
-def belief_maps(keypoints_px: np.ndarray, map_size: tuple[int, int], stride: int, sigma: float) -> np.ndarray:
+def belief_maps(
+    keypoints_px: np.ndarray, map_size: tuple[int, int], stride: int, sigma: float, convention: str = DEFAULT_MAP_CONVENTION
+) -> np.ndarray:
     """(N, 9, 2) pixel keypoints of N instances -> (9, H, W) float32 Gaussians, max over instances.
 
     `sigma` is in map cells. Keypoints outside the image still shape the maps near the border.
@@ -25,14 +27,16 @@ def belief_maps(keypoints_px: np.ndarray, map_size: tuple[int, int], stride: int
     height, width = map_size
     if len(keypoints_px) == 0:
         return np.zeros((NUM_KEYPOINTS, height, width), np.float32)
-    centres = pixel_to_map(keypoints_px, stride).astype(np.float32)  # (N, 9, 2)
+    centres = pixel_to_map(keypoints_px, stride, convention).astype(np.float32)  # (N, 9, 2)
     xs, ys = map_grid(height, width)
     dx = xs[None, None] - centres[..., 0, None, None]  # (N, 9, H, W)
     dy = ys[None, None] - centres[..., 1, None, None]
     return np.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma)).max(axis=0)
 
 
-def affinity_maps(keypoints_px: np.ndarray, map_size: tuple[int, int], stride: int, radius: float) -> np.ndarray:
+def affinity_maps(
+    keypoints_px: np.ndarray, map_size: tuple[int, int], stride: int, radius: float, convention: str = DEFAULT_MAP_CONVENTION
+) -> np.ndarray:
     """(N, 9, 2) pixel keypoints -> (16, H, W) float32: within `radius` cells of corner k, channels
     (2k, 2k+1) hold the unit vector from corner k to its instance's centroid; where instances
     overlap, the nearest corner wins."""
@@ -40,7 +44,7 @@ def affinity_maps(keypoints_px: np.ndarray, map_size: tuple[int, int], stride: i
     fields = np.zeros((NUM_AFFINITY, height, width), np.float32)
     if len(keypoints_px) == 0:
         return fields
-    points = pixel_to_map(keypoints_px, stride).astype(np.float32)
+    points = pixel_to_map(keypoints_px, stride, convention).astype(np.float32)
     corners, centroids = points[:, :8], points[:, 8:9]  # (N, 8, 2), (N, 1, 2)
     direction = centroids - corners
     direction /= np.maximum(np.linalg.norm(direction, axis=-1, keepdims=True), 1e-6)  # (N, 8, 2)
@@ -56,7 +60,7 @@ def affinity_maps(keypoints_px: np.ndarray, map_size: tuple[int, int], stride: i
 
 
 def centre_offset_maps(keypoints_px: np.ndarray, map_size: tuple[int, int], stride: int, radius: float,
-                       scale: float) -> tuple[np.ndarray, np.ndarray]:
+                       scale: float, convention: str = DEFAULT_MAP_CONVENTION) -> tuple[np.ndarray, np.ndarray]:
     """(N, 9, 2) pixel keypoints -> corner offsets (16, H, W) and their weight (1, H, W).
 
     Within `radius` cells of an instance's centroid (the nearest centroid where instances crowd),
@@ -67,7 +71,7 @@ def centre_offset_maps(keypoints_px: np.ndarray, map_size: tuple[int, int], stri
     weight = np.zeros((1, height, width), np.float32)
     if len(keypoints_px) == 0:
         return offsets, weight
-    points = pixel_to_map(keypoints_px, stride).astype(np.float32)  # (N, 9, 2)
+    points = pixel_to_map(keypoints_px, stride, convention).astype(np.float32)  # (N, 9, 2)
     xs, ys = map_grid(height, width)
     distance = np.hypot(xs[None] - points[:, 8, 0, None, None], ys[None] - points[:, 8, 1, None, None])  # (N, H, W)
     owner = distance.argmin(axis=0)

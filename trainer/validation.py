@@ -28,7 +28,8 @@ def keypoint_errors(belief: np.ndarray, affinity: np.ndarray, offsets: np.ndarra
         if count == 0:
             continue
         image_offsets = None if offsets is None else offsets[image]
-        objects = decode_network_maps(belief[image], affinity[image], image_offsets, meta.stride, settings, meta.offset_scale)
+        objects = decode_network_maps(belief[image], affinity[image], image_offsets, meta.stride, settings, meta.offset_scale,
+                                     meta.map_convention)
         decoded = np.stack([o.uv for o in objects]) if objects else np.empty((0, NUM_KEYPOINTS, 2))
         truth = keypoints[image, :count]  # (n, 9, 2)
         inside = ((truth >= 0) & (truth <= image_size - 1)).all(axis=-1)  # (n, 9)
