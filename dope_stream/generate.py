@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .assets import target_cuboids
 from .config import GenerateConfig, add_config_arguments, config_from_args
 from .geometry import Cuboid
+from .processes import die_with_parent
 from .render.pathtrace import THREADS_ENV as PATHTRACE_THREADS_ENV
 from .synth import FrameSynthesizer, Sample
 from .writers import DatasetWriter, frames_to_render, open_writer
@@ -91,7 +92,9 @@ def _render_in_processes(config: GenerateConfig, indices: list[int]) -> Iterator
     size = max(1, min(MAX_CHUNK, len(indices) // (config.workers * 4)))
     chunks = iter([indices[i : i + size] for i in range(0, len(indices), size)])
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(config.workers, mp_context=context) as pool:
+    # Started from this (the main) thread, and killed with this process: see `die_with_parent`.
+    pool = ProcessPoolExecutor(config.workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),))
+    with pool:
         running: set[Future] = set()
         try:
             while True:

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from dope_stream.errors import DopeError
 from dope_stream.geometry import map_to_pixel
+from dope_stream.processes import loader_worker_init
 from dope_stream.reader import LocalDataset, is_remote, open_dataset, stream_shards
 from trainer.checkpoint import ModelMeta, latest_checkpoint, network_outputs, read_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
@@ -451,7 +452,7 @@ def _loader(plan: DataPlan, config: TrainConfig, epoch: int, samples_done: int) 
     return DataLoader(
         plan.train, batch_size=config.batch_size, sampler=plan.sampler, num_workers=config.workers,
         drop_last=plan.sampler is None, persistent_workers=False, pin_memory=torch.cuda.is_available(),
-        multiprocessing_context=context,
+        multiprocessing_context=context, worker_init_fn=functools.partial(loader_worker_init, os.getpid()),
     )
 
 
@@ -475,7 +476,8 @@ def validate(network: nn.Module, dataset: MapDataset, meta: ModelMeta, config: T
     """Mean loss and mean keypoint error (px, argmax + 3x3 refinement) over the validation set."""
     network.eval()
     losses, errors = [], []
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=min(config.workers, 2))
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=min(config.workers, 2),
+                        worker_init_fn=functools.partial(loader_worker_init, os.getpid()))
     for batch in loader:
         images = normalise(batch["image"], meta, device, config.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
