@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .assets import target_cuboids
 from .config import GenerateConfig, add_config_arguments, config_from_args
 from .geometry import Cuboid
+from .outputs import output_folder
 from .processes import die_with_parent
 from .render.pathtrace import THREADS_ENV as PATHTRACE_THREADS_ENV
 from .synth import FrameSynthesizer, Sample
@@ -35,6 +36,7 @@ CHUNKS_IN_FLIGHT_PER_WORKER = 2  # bounds memory while keeping every worker busy
 
 def generate(config: GenerateConfig) -> Path:
     """Render every missing frame of `config` into `config.out`; returns the output folder."""
+    output_folder(config.out, "--out")
     if config.ray is not None:
         from .stream import generate_with_ray  # imports Ray only when asked for
 

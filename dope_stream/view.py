@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from .errors import DopeError
 from .geometry import CUBOID_EDGES
+from .outputs import output_folder
 from .reader import ObjectAnnotation, decode_sample, open_dataset
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def view_dataset(path: Path, out: Path, max_frames: int) -> list[Path]:
     if max_frames < 1:
         raise DopeError(f"--max must be at least 1, got {max_frames}")
     dataset = open_dataset([path])
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out, "--out")
     overlays, written = [], []
     for index in tqdm(range(min(max_frames, len(dataset))), unit="img", desc="view"):
         sample = dataset[index]

@@ -32,6 +32,7 @@ from . import __version__
 from .config import GenerateConfig
 from .errors import DopeError
 from .geometry import Cuboid
+from .outputs import output_folder
 from .synth import Sample
 
 log = logging.getLogger(__name__)
@@ -90,11 +91,7 @@ def _missing_frames(out: Path, config: GenerateConfig) -> list[int]:
 
 def open_writer(config: GenerateConfig, class_cuboids: dict[str, Cuboid]) -> DatasetWriter:
     """The writer for `config.layout` into `config.out` (created; its manifest written)."""
-    out = Path(config.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DopeError(f"out: cannot create folder {out}: {err.strerror}") from None
+    out = output_folder(config.out, "--out")
     _check_manifest(out, config)
     writer_class = ShardWriter if config.layout == "shards" else FolderWriter
     return writer_class(out, config, class_cuboids)

@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from dope_stream.config import add_config_arguments, config_from_args
+from dope_stream.outputs import output_file, output_folder
 
 from .config import EvaluateConfig, ExportConfig, InferConfig
 
@@ -35,8 +36,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_folders, metrics_table, write_metrics
 
     config = config_from_args(EvaluateConfig, args)
+    out = output_folder(config.out or config.pred, "--out")
     metrics = evaluate_folders(config.pred, config.gt, config.models, config.symmetric, config.min_visibility)
-    json_path, curve_path = write_metrics(metrics, config.out or config.pred)
+    json_path, curve_path = write_metrics(metrics, out)
     Console().print(metrics_table(metrics))
     log.info("wrote %s and %s", json_path, curve_path)
     return 0
@@ -51,6 +53,7 @@ def run_export(args: argparse.Namespace) -> int:
     from .loading import load_torch_network
 
     config = config_from_args(ExportConfig, args)
+    output_file(config.onnx, "--onnx")
     model, info = load_torch_network(config)
     # Calibration images are read first: a bad folder fails before anything is written.
     batches = calibration_batches(config.calibration, info, config.width, config.height) if config.int8 else []

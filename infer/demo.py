@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 
 from dope_stream.atomic import write_atomically
 from dope_stream.config import PACKAGE_ASSETS, ConfigModel, FloatPair, IntRange, add_config_arguments, config_from_args
+from dope_stream.outputs import output_folder
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def run_demo(config: DemoConfig) -> Path:
     # by in-process rendering segfaults; loaded first, both coexist.
     import torch._dynamo  # noqa: F401
 
-    config.out.mkdir(parents=True, exist_ok=True)
+    output_folder(config.out, "--out")
     times: list[StageTime] = []
     run_dir = config.out / "run"
     times.append(_train(config, run_dir))

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from dope_stream.atomic import write_atomically
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Intrinsics
+from dope_stream.outputs import output_folder
 
 from .config import InferConfig
 from .decode import DecodeSettings
@@ -83,8 +84,8 @@ def run_inference(config: InferConfig) -> InferenceSummary:
     images_folder = config.images if config.images.is_dir() else config.images.parent
     if config.out.resolve() == images_folder.resolve():
         raise DopeError(f"--out {config.out}: must differ from the images' folder (the JSON files would overwrite annotations)")
+    output_folder(config.out, "--out")
     detector = build_detector(config)
-    config.out.mkdir(parents=True, exist_ok=True)
     camera = read_camera_yaml(config.camera) if config.camera is not None else None
     if config.images.is_file() and config.images.suffix.lower() in VIDEO_SUFFIXES:
         return _run_video(detector, config, camera)

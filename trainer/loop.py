@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from dope_stream.errors import DopeError
 from dope_stream.geometry import map_to_pixel
+from dope_stream.outputs import output_folder
 from dope_stream.processes import loader_worker_init
 from dope_stream.reader import LocalDataset, is_remote, open_dataset, stream_shards
 from trainer.checkpoint import ModelMeta, latest_checkpoint, network_outputs, read_checkpoint, save_checkpoint
@@ -323,6 +324,7 @@ def steps_per_epoch(plan: DataPlan, config: TrainConfig, world_size: int) -> int
 
 def train(config: TrainConfig) -> TrainSummary:
     dist = setup_distributed(config.device)
+    output_folder(config.out, "--out")
     torch.manual_seed(config.seed)
     plan = plan_data(config, dist)
     mean, std = NORMALIZATIONS[config.normalization]
