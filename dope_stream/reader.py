@@ -41,6 +41,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from .config import check_focal_lengths
 from .errors import DopeError
 from .geometry import NUM_KEYPOINTS, Cuboid, Intrinsics
 
@@ -96,12 +97,40 @@ def decode_sample(sample: dict, unit: Unit = "auto") -> Frame:
         raise DopeError(f"{name}: sample has no .json annotation")
     raw = parse_json(sample["json"], f"{name}.json")
     annotation = canonical_annotation(raw, unit, f"{name}.json")
+    intrinsics = camera_intrinsics(annotation["camera_data"], f"{name}.json")
     image = decode_image(sample, name)
+    check_image_size(image, annotation["camera_data"], name)
     objects = [_object_from_canonical(o) for o in annotation["objects"]]
-    intrinsics = None
-    if "intrinsics" in annotation.get("camera_data", {}):
-        intrinsics = Intrinsics.from_json(annotation["camera_data"])
     return Frame(sample["__key__"], image, objects, intrinsics, name, annotation)
+
+
+def camera_intrinsics(camera_data: dict, where: str) -> Intrinsics | None:
+    """The camera of a `camera_data` block (None without `intrinsics`); DopeError naming `where`."""
+    if not isinstance(camera_data, dict):
+        raise DopeError(f"{where}: field 'camera_data' must be an object")
+    if "intrinsics" not in camera_data:
+        return None
+    try:
+        intrinsics = Intrinsics.from_json(camera_data)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise DopeError(f"{where}: camera_data needs width, height and intrinsics {{fx, fy, cx, cy}} as numbers") from None
+    try:
+        check_focal_lengths((intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy))
+    except ValueError as err:
+        raise DopeError(f"{where}: camera_data.intrinsics: {err}") from None
+    return intrinsics
+
+
+def check_image_size(image: np.ndarray, camera_data: dict, name: str) -> None:
+    """The image must have the size its annotation was made for, else every keypoint is misplaced."""
+    width, height = camera_data.get("width"), camera_data.get("height")
+    if not isinstance(width, int) or not isinstance(height, int):
+        return  # no size declared (some NDDS exports): nothing to compare
+    if (image.shape[1], image.shape[0]) != (width, height):
+        raise DopeError(
+            f"{name}: image is {image.shape[1]}x{image.shape[0]} pixels but the camera_data of {name}.json says "
+            f"{width}x{height}; its keypoints would not match the pixels"
+        )
 
 
 def parse_json(data: bytes | str | dict, name: str) -> dict:
@@ -156,7 +185,10 @@ def canonical_annotation(raw: dict, unit: Unit, name: str) -> dict:
         raise DopeError(f"{name}: unknown unit {unit!r} (expected m, cm or auto)")
     scale = METRES_PER_UNIT[resolved]
     objects = [_canonical_object(obj, scale, f"{name}: objects[{i}]") for i, obj in enumerate(raw["objects"])]
-    return {"camera_data": raw.get("camera_data", {}), "objects": objects}
+    camera_data = raw.get("camera_data", {})
+    if not isinstance(camera_data, dict):
+        raise DopeError(f"{name}: field 'camera_data' must be an object")
+    return {"camera_data": camera_data, "objects": objects}
 
 
 def _canonical_object(obj: dict, scale: float, where: str) -> dict:

@@ -22,9 +22,11 @@ import yaml
 from tqdm import tqdm
 
 from dope_stream.atomic import write_atomically
+from dope_stream.config import check_focal_lengths
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Intrinsics
 from dope_stream.outputs import output_folder
+from dope_stream.reader import camera_intrinsics, parse_json
 
 from .config import InferConfig
 from .decode import DecodeSettings
@@ -127,6 +129,10 @@ def read_camera_yaml(path: Path) -> Intrinsics:
                         f"camera_matrix.data ({type(err).__name__}: {err})") from None
     if len(k) != 9:
         raise DopeError(f"--camera {path}: camera_matrix.data must hold 9 numbers, got {len(k)}")
+    try:
+        check_focal_lengths((k[0], k[4], k[2], k[5]))
+    except ValueError as err:
+        raise DopeError(f"--camera {path}: camera_matrix: {err}") from None
     return Intrinsics(k[0], k[4], k[2], k[5], width, height)
 
 
@@ -138,9 +144,8 @@ def intrinsics_for(image_path: Path, width: int, height: int, config: InferConfi
         return camera if (camera.width, camera.height) == (width, height) else camera.scaled(width, height)
     beside = image_path.with_suffix(".json")
     if beside.is_file():
-        camera_data = json.loads(beside.read_text()).get("camera_data", {})
-        if "intrinsics" in camera_data:
-            found = Intrinsics.from_json(camera_data)
+        found = camera_intrinsics(parse_json(beside.read_bytes(), str(beside)).get("camera_data", {}), str(beside))
+        if found is not None:
             return found if (found.width, found.height) == (width, height) else found.scaled(width, height)
     raise DopeError(
         f"--images {image_path}: no camera intrinsics; give --intrinsics fx,fy,cx,cy or --camera camera.yaml "

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from dope_stream.processes import loader_worker_init
 from dope_stream.reader import LocalDataset, is_remote, open_dataset, stream_shards
 from trainer.checkpoint import ModelMeta, latest_checkpoint, network_outputs, read_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.data import EncoderSettings, EpochSampler, FrameEncoder, IterableSource, MapDataset
+from trainer.data import EncoderSettings, EpochSampler, FrameEncoder, IterableSource, MapDataset, collate, raise_sample_error
 from trainer.networks import NORMALIZATIONS, OFFSET_NETWORKS, STRIDE, build_network
 
 log = logging.getLogger(__name__)
@@ -381,7 +381,7 @@ def train(config: TrainConfig) -> TrainSummary:
         loader = _loader(plan, config, epoch, samples_done)
         progress = _progress(dist, per_epoch, samples_done // config.batch_size, epoch)
         tick = time.perf_counter()
-        for batch in loader:
+        for batch in _batches(loader, progress):
             batch_ready = time.perf_counter()
             summary.wait_s += batch_ready - tick
             loss = _optimisation_step(model, batch, meta, config, dist.device, dtype, optimizer, scaler)
@@ -454,8 +454,18 @@ def _loader(plan: DataPlan, config: TrainConfig, epoch: int, samples_done: int) 
     return DataLoader(
         plan.train, batch_size=config.batch_size, sampler=plan.sampler, num_workers=config.workers,
         drop_last=plan.sampler is None, persistent_workers=False, pin_memory=torch.cuda.is_available(),
-        multiprocessing_context=context, worker_init_fn=functools.partial(loader_worker_init, os.getpid()),
+        multiprocessing_context=context, worker_init_fn=functools.partial(loader_worker_init, os.getpid()), collate_fn=collate,
     )
+
+
+def _batches(loader: DataLoader, progress) -> Iterator[dict]:
+    """The loader's batches; a bad sample raises its DopeError after the progress bar is closed, so
+    the error gets a line of its own."""
+    try:
+        yield from map(raise_sample_error, loader)
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _progress(dist: Distributed, total: int, initial: int, epoch: int):
@@ -478,9 +488,9 @@ def validate(network: nn.Module, dataset: MapDataset, meta: ModelMeta, config: T
     """Mean loss and mean keypoint error (px, argmax + 3x3 refinement) over the validation set."""
     network.eval()
     losses, errors = [], []
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=min(config.workers, 2),
+    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=min(config.workers, 2), collate_fn=collate,
                         worker_init_fn=functools.partial(loader_worker_init, os.getpid()))
-    for batch in loader:
+    for batch in map(raise_sample_error, loader):
         images = normalise(batch["image"], meta, device, config.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             losses.append(network_loss(config.net, network, images, batch, device).item())
@@ -492,7 +502,7 @@ def validate(network: nn.Module, dataset: MapDataset, meta: ModelMeta, config: T
 @torch.no_grad()
 def _log_belief_images(writer, network, dataset: MapDataset, meta: ModelMeta, config: TrainConfig, device, step: int) -> None:
     """Image, predicted and target belief (max over the 9 maps) of the first validation sample."""
-    sample = dataset[0]
+    sample = raise_sample_error(dataset[0])
     images = normalise(sample["image"][None], meta, device, config.channels_last)
     predicted = network(images)[-1][0][0].float().amax(dim=0, keepdim=True).clamp(0, 1).cpu()
     target = sample["belief"].amax(dim=0, keepdim=True)

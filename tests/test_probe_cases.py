@@ -1,0 +1,94 @@
+"""The faults a probe found (issue 14), each as the user met it: exit code 2 and one line naming the
+file or option, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+
+import cv2
+import numpy as np
+import pytest
+from toy_dataset import write_folder
+
+from dope_stream.cli import COMMANDS, main
+from dope_stream.config import GenerateConfig
+from infer.config import EvaluateConfig, ExportConfig, InferConfig
+from infer.demo import DemoConfig
+from trainer.config import TrainConfig
+
+TRAIN = ("--image_size", "64", "--epochs", "1", "--batch_size", "2", "--val_fraction", "0", "--net", "light", "--stages", "1")
+
+
+def one_error_line(capsys, verb: str, *options: str) -> str:
+    """Runs `dope VERB OPTIONS`; checks exit code 2 and a single error line; returns it."""
+    assert main([verb, *options]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith(f"dope {verb}: ")]
+    assert len(lines) == 1 and lines[0].startswith(f"dope {verb}: error: "), err
+    return lines[0]
+
+
+def test_bad_annotation_read_by_loader_workers(capsys, tmp_path):
+    data = write_folder(tmp_path / "data", 6, size=64)
+    (data / "000001.json").write_text('{"objects": [{"class": "toy_box", "projected_cuboid": "nope"}]}')
+    line = one_error_line(capsys, "train", "--data", str(data), "--workers", "2", "--out", str(tmp_path / "run"), *TRAIN)
+    assert "000001.json: objects[0].projected_cuboid: expected" in line
+    assert not multiprocessing.active_children()
+
+
+def _resize_image(data, key: str, width: int, height: int) -> None:
+    path = data / f"{key}.png"
+    cv2.imwrite(str(path), cv2.resize(cv2.imread(str(path)), (width, height)))
+
+
+def test_image_size_differs_from_camera_data(capsys, tmp_path):
+    data = write_folder(tmp_path / "data", 3, size=128)
+    _resize_image(data, "000002", 200, 160)
+    expected = "000002: image is 200x160 pixels but the camera_data of"
+    line = one_error_line(capsys, "train", "--data", str(data), "--workers", "0", "--out", str(tmp_path / "run"), *TRAIN)
+    assert expected in line and "says 128x128" in line
+    assert expected in one_error_line(capsys, "view", str(data), "--out", str(tmp_path / "view"))
+
+
+def test_view_refuses_a_mask_of_another_size(capsys, tmp_path):
+    data = write_folder(tmp_path / "data", 1, size=64)
+    cv2.imwrite(str(data / "000000.seg.png"), np.zeros((32, 48), np.uint16))
+    assert "000000.seg.png: mask is 48x32 pixels, its image 64x64" in one_error_line(capsys, "view", str(data))
+
+
+VERB_CONFIGS = {"generate": GenerateConfig, "train": TrainConfig, "infer": InferConfig, "evaluate": EvaluateConfig,
+                "export": ExportConfig, "demo": DemoConfig}
+
+
+@pytest.mark.parametrize("verb", sorted(COMMANDS))
+def test_help_of_every_verb_shows_every_description(capsys, verb):
+    with pytest.raises(SystemExit) as exit_info:
+        main([verb, "--help"])
+    assert exit_info.value.code == 0
+    shown = "".join(capsys.readouterr().out.split())  # argparse re-wraps the lines
+    for field in VERB_CONFIGS[verb].model_fields.values() if verb in VERB_CONFIGS else ():
+        assert "".join(field.description.split()) in shown
+
+
+@pytest.mark.parametrize("intrinsics", ["0,0,32,32", "-500,500,32,32", "500,nan,32,32"])
+def test_focal_lengths_must_be_positive(capsys, tmp_path, intrinsics):
+    line = one_error_line(capsys, "generate", f"--intrinsics={intrinsics}", "--out", str(tmp_path / "d"))
+    assert "option 'intrinsics': focal lengths fx, fy must be positive" in line
+    line = one_error_line(capsys, "infer", "--weights", "w.pt", "--images", str(tmp_path), f"--intrinsics={intrinsics}")
+    assert "option 'intrinsics': focal lengths" in line
+
+
+def test_focal_lengths_of_an_annotation_must_be_positive(capsys, tmp_path):
+    data = write_folder(tmp_path / "data", 2, size=64)
+    annotation = json.loads((data / "000001.json").read_text())
+    annotation["camera_data"]["intrinsics"]["fy"] = 0
+    (data / "000001.json").write_text(json.dumps(annotation))
+    line = one_error_line(capsys, "train", "--data", str(data), "--workers", "0", "--out", str(tmp_path / "run"), *TRAIN)
+    assert "000001.json: camera_data.intrinsics: focal lengths fx, fy must be positive" in line
+
+
+def test_class_names_count_names_the_option(capsys, tmp_path):
+    line = one_error_line(capsys, "generate", "--class_names", "a", "b", "--out", str(tmp_path / "d"))
+    assert line == "dope generate: error: options: option 'class_names': 2 names for 1 obj meshes (one name per mesh)"
