@@ -41,6 +41,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from .completeness import check_against_manifest
 from .config import check_focal_lengths
 from .errors import DopeError
 from .geometry import NUM_KEYPOINTS, Cuboid, Intrinsics
@@ -375,13 +376,17 @@ def open_dataset(paths: Sequence[str | Path], unit: Unit = "auto") -> LocalDatas
     manifests: list[dict] = []
     units: set[str] = set()
     for entry in paths:
-        for source, manifest_folder in _expand_local(str(entry)):
-            refs.extend(_index_tar(source) if source.name.endswith(SHARD_SUFFIXES) else _index_folder(source))
-        manifest = read_manifest(manifest_folder)
+        sources = _expand_local(str(entry))
+        indexed = {source: _index_tar(source) if source.name.endswith(SHARD_SUFFIXES) else _index_folder(source) for source, _ in sources}
+        refs.extend(ref for found in indexed.values() for ref in found)
+        manifest_folder = sources[-1][1] if sources else None
+        manifest = read_manifest(manifest_folder) if manifest_folder is not None else None
         if manifest is not None:
+            manifest_path = manifest_folder / MANIFEST_NAME
+            check_against_manifest(manifest, manifest_path, {s: [(r.key, set(r.members)) for r in found] for s, found in indexed.items()})
             manifests.append(manifest)
-            cuboids.update(manifest_cuboids(manifest, str(manifest_folder / MANIFEST_NAME)))
-            declared = manifest_unit(manifest, str(manifest_folder / MANIFEST_NAME))
+            cuboids.update(manifest_cuboids(manifest, str(manifest_path)))
+            declared = manifest_unit(manifest, str(manifest_path))
             units.update([declared] if declared else [])
     if not refs:
         raise DopeError(f"no images with .json annotations found in {', '.join(map(str, paths))}")

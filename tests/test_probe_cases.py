@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import shutil
+import tarfile
 
 import cv2
 import numpy as np
@@ -13,6 +16,7 @@ from toy_dataset import write_folder
 
 from dope_stream.cli import COMMANDS, main
 from dope_stream.config import GenerateConfig
+from dope_stream.reader import open_dataset
 from infer.config import EvaluateConfig, ExportConfig, InferConfig
 from infer.demo import DemoConfig
 from trainer.config import TrainConfig
@@ -92,3 +96,23 @@ def test_focal_lengths_of_an_annotation_must_be_positive(capsys, tmp_path):
 def test_class_names_count_names_the_option(capsys, tmp_path):
     line = one_error_line(capsys, "generate", "--class_names", "a", "b", "--out", str(tmp_path / "d"))
     assert line == "dope generate: error: options: option 'class_names': 2 names for 1 obj meshes (one name per mesh)"
+
+
+def _cut_before(shard, member: str) -> None:
+    """Truncate `shard` at the tar block where `member` starts, as a partial copy leaves it."""
+    with tarfile.open(shard) as tar:
+        offset = next(info.offset for info in tar if info.name == member)
+    os.truncate(shard, offset)
+
+
+@pytest.mark.parametrize("cut_member, expected", [
+    ("000003.depth.png", "shard-000001.tar: holds 1 of the 2 frames"),
+    ("000003.seg.png", "shard-000001.tar: frame 000003 lacks seg.png, which"),
+])
+def test_a_truncated_shard_is_refused(capsys, tmp_path, generated_shards, cut_member, expected):
+    data = shutil.copytree(generated_shards, tmp_path / "data")
+    _cut_before(data / "shard-000001.tar", cut_member)
+    line = one_error_line(capsys, "train", "--data", str(data), "--workers", "0", "--out", str(tmp_path / "run"), *TRAIN)
+    assert expected in line and "manifest.json lists" in line
+    (data / "shard-000001.tar").unlink()  # the way out the message offers: train without it
+    assert len(open_dataset([data])) == 4
