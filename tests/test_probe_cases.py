@@ -116,3 +116,13 @@ def test_a_truncated_shard_is_refused(capsys, tmp_path, generated_shards, cut_me
     assert expected in line and "manifest.json lists" in line
     (data / "shard-000001.tar").unlink()  # the way out the message offers: train without it
     assert len(open_dataset([data])) == 4
+
+
+def test_evaluate_refuses_folders_without_a_common_stem(capsys, tmp_path):
+    gt = write_folder(tmp_path / "gt", 2, size=64)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    (pred / "photo_a.json").write_text(json.dumps({"objects": []}))
+    line = one_error_line(capsys, "evaluate", "--gt", str(gt), "--pred", str(pred))
+    assert f"--gt {gt} and --pred {pred} share no file stem (e.g. 000000.json and photo_a.json)" in line
+    assert not (pred / "metrics.json").exists()
