@@ -12,10 +12,12 @@ import tarfile
 import cv2
 import numpy as np
 import pytest
+import torch
 from toy_dataset import write_folder
 
+from dope_stream.assets import load_photo
 from dope_stream.cli import COMMANDS, main
-from dope_stream.config import GenerateConfig
+from dope_stream.config import PACKAGE_ASSETS, GenerateConfig
 from dope_stream.reader import open_dataset
 from infer.config import EvaluateConfig, ExportConfig, InferConfig
 from infer.demo import DemoConfig
@@ -126,3 +128,52 @@ def test_evaluate_refuses_folders_without_a_common_stem(capsys, tmp_path):
     line = one_error_line(capsys, "evaluate", "--gt", str(gt), "--pred", str(pred))
     assert f"--gt {gt} and --pred {pred} share no file stem (e.g. 000000.json and photo_a.json)" in line
     assert not (pred / "metrics.json").exists()
+
+
+def test_a_partial_checkpoint_temporary_is_removed_by_the_next_run(capsys, tmp_path):
+    data = write_folder(tmp_path / "data", 2, size=64)
+    partial = tmp_path / "run" / "checkpoints" / ".step-00000002.tmp.pt"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"PK\x03\x04 cut by a kill")
+    assert main(["train", "--data", str(data), "--workers", "0", "--max_steps", "1", "--resume", "--out", str(tmp_path / "run"), *TRAIN]) == 0
+    assert not partial.exists() and [p.name for p in partial.parent.iterdir()] == ["step-00000001.pt"]
+
+
+def test_a_truncated_background_jpeg_is_named_in_a_warning(tmp_path, caplog):
+    source = sorted((PACKAGE_ASSETS / "backgrounds").glob("*.jpg"))[0]
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(source.read_bytes()[: source.stat().st_size // 2])
+    load_photo(source)
+    assert not caplog.records
+    assert load_photo(cut).shape == load_photo(source).shape
+    assert f"background image {cut} does not end with a JPEG end marker" in caplog.text
+
+
+def test_obj_given_a_folder(capsys, tmp_path):
+    folder = PACKAGE_ASSETS / "objects" / "003_cracker_box"
+    line = one_error_line(capsys, "generate", "--obj", str(folder), "--out", str(tmp_path / "d"))
+    assert line.endswith(f"mesh {folder} is a folder; give a mesh file (model.obj)")
+
+
+class NotWeights:
+    """Pickled by reference: loading it would import (and could run) code."""
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"not a torch file", "cannot be read as a PyTorch file (truncated, or another format)"),
+    (None, "holds Python objects besides tensors and plain values"),
+])
+def test_unreadable_weights_files(capsys, tmp_path, content, expected):
+    weights = tmp_path / "w.pt"
+    if content is None:
+        torch.save({"model": NotWeights()}, weights)  # an object weights_only refuses
+    else:
+        weights.write_bytes(content)
+    for verb, options in (("infer", ["--images", str(tmp_path), "--out", str(tmp_path / "o")]), ("export", ["--onnx", str(tmp_path / "m.onnx")])):
+        line = one_error_line(capsys, verb, "--weights", str(weights), *options)
+        assert f"--weights {weights}: {expected}" in line and "weights_only" not in line
+
+
+def test_ray_address_with_an_invalid_port(capsys, tmp_path):
+    line = one_error_line(capsys, "generate", "--ray", "127.0.0.1:99999", "--out", str(tmp_path / "d"))
+    assert line.endswith("ray: '127.0.0.1:99999': port 99999 is not a TCP port (1-65535)")

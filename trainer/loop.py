@@ -29,7 +29,9 @@ from dope_stream.geometry import map_to_pixel
 from dope_stream.outputs import output_folder
 from dope_stream.processes import loader_worker_init
 from dope_stream.reader import LocalDataset, is_remote, open_dataset, stream_shards
-from trainer.checkpoint import ModelMeta, latest_checkpoint, network_outputs, read_checkpoint, save_checkpoint
+from trainer.checkpoint import (
+    ModelMeta, latest_checkpoint, network_outputs, read_checkpoint, remove_partial_checkpoints, save_checkpoint,
+)
 from trainer.config import TrainConfig
 from trainer.data import EncoderSettings, EpochSampler, FrameEncoder, IterableSource, MapDataset, collate, raise_sample_error
 from trainer.networks import NORMALIZATIONS, OFFSET_NETWORKS, STRIDE, build_network
@@ -325,6 +327,8 @@ def steps_per_epoch(plan: DataPlan, config: TrainConfig, world_size: int) -> int
 def train(config: TrainConfig) -> TrainSummary:
     dist = setup_distributed(config.device)
     output_folder(config.out, "--out")
+    if dist.is_main:
+        remove_partial_checkpoints(config.out)
     torch.manual_seed(config.seed)
     plan = plan_data(config, dist)
     mean, std = NORMALIZATIONS[config.normalization]
