@@ -170,7 +170,8 @@ def detect_unit(raw: dict) -> Literal["m", "cm"]:
         if isinstance(visibility, (int, float)) and visibility > 1:
             return "cm"
         location = obj.get("location")
-        if isinstance(location, list) and len(location) == 3 and np.linalg.norm(location) > FARTHEST_PLAUSIBLE_METRES:
+        if (isinstance(location, list) and len(location) == 3 and all(isinstance(v, (int, float)) for v in location)
+                and np.linalg.norm(np.asarray(location, dtype=np.float64)) > FARTHEST_PLAUSIBLE_METRES):
             return "cm"
     return "m"
 
@@ -239,7 +240,7 @@ def _visibility_fraction(obj: dict, where: str) -> float:
 def _float_array(value, shape: tuple | None, where: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DopeError(f"{where}: expected numbers, got {value!r}") from None
     if shape is not None and array.shape != shape:
         raise DopeError(f"{where}: expected shape {shape}, got {array.shape}")
@@ -281,7 +282,7 @@ def manifest_unit(manifest: dict | None, name: str) -> Literal["m", "cm"] | None
     if manifest is None or "units" not in manifest:
         return None
     unit = manifest["units"]
-    if unit not in METRES_PER_UNIT:
+    if not isinstance(unit, str) or unit not in METRES_PER_UNIT:
         raise DopeError(f"{name}: field 'units' must be 'm' or 'cm', got {unit!r}")
     return unit
 
@@ -298,8 +299,11 @@ def manifest_cuboids(manifest: dict | None, name: str) -> dict[str, Cuboid]:
     for class_name, entry in classes.items():
         block = entry.get("cuboid", entry) if isinstance(entry, dict) else None
         try:
-            cuboids[class_name] = Cuboid.from_dict(block)
-        except (KeyError, TypeError, ValueError):
+            cuboid = Cuboid.from_dict(block)
+            if len(cuboid.center) != 3 or len(cuboid.extent) != 3 or not np.isfinite([*cuboid.center, *cuboid.extent]).all():
+                raise ValueError
+            cuboids[class_name] = cuboid
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise DopeError(f"{name}: classes.{class_name}: expected a cuboid with 'center' and 'extent'") from None
     return cuboids
 

@@ -231,9 +231,11 @@ def _check_manifest(out: Path, config: GenerateConfig) -> None:
     if not path.is_file():
         return
     try:
-        stored = json.loads(path.read_text())["config"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise DopeError(f"out: {path} is not a manifest written by dope generate; choose another --out") from None
+        stored = json.loads(path.read_bytes())["config"]
+    except (ValueError, KeyError, TypeError):  # not JSON (ValueError: also bad UTF-8), no config
+        stored = None
+    if not isinstance(stored, dict):
+        raise DopeError(f"out: {path} is not a manifest written by dope generate; choose another --out")
     current = resolved_config(config)
     for name in sorted(set(current) | set(stored)):
         if name not in RUN_ONLY_OPTIONS and stored.get(name) != current.get(name):
