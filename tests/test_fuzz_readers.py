@@ -17,7 +17,7 @@ from dope_stream.errors import DopeError
 from dope_stream.reader import decode_sample, open_dataset
 from dope_stream.writers import frames_to_render
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 KEYS = ("objects", "camera_data", "class", "projected_cuboid", "projected_cuboid_centroid", "visibility", "location",
         "quaternion_xyzw", "px_count_all", "intrinsics", "width", "height", "fx", "fy", "cx", "cy", "units", "classes",
         "cuboid", "center", "extent", "shards", "name", "nb_frames", "members", "config")
