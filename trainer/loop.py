@@ -369,6 +369,10 @@ def train(config: TrainConfig) -> TrainSummary:
     summary = TrainSummary(steps=step)
 
     def checkpoint(at_epoch: int, done: int) -> None:
+        if plan.sampler is not None and done >= plan.sampler.num_samples:
+            # A finished epoch is recorded as the start of the next, as the epoch-end checkpoint of the same
+            # step records it: a kill between the two writes then resumes to the same state.
+            at_epoch, done = at_epoch + 1, 0
         if dist.is_main:
             summary.checkpoint = save_checkpoint(
                 {
