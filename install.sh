@@ -3,10 +3,13 @@
 # then returns. Used by the README's two set-up commands and by CI.
 #   - Mesa EGL + llvmpipe: headless OpenGL for the raster renderer (the NVIDIA driver takes over on a GPU).
 #   - LLVM 19: Mitsuba 3's CPU backend (drjit) crashes with older LLVMs; see dope_stream/render/pathtrace.py.
+#   - g++, python3-dev: meshoptimizer (mesh simplification, dope_stream/assets.py) is published as source
+#     only and compiles on install (python3-dev: headers for the distribution's own Python, which the
+#     Debian-based and CUDA images use; a Python with its own headers just ignores them).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-SYSTEM_PACKAGES=(libegl1 libgl1 libgl1-mesa-dri libgles2 libllvm19)
+SYSTEM_PACKAGES=(libegl1 libgl1 libgl1-mesa-dri libgles2 libllvm19 g++ python3-dev)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

@@ -32,7 +32,7 @@ def bench_config(out: Path, frames: int, size: int, image_format: str, workers: 
                  scene: str = "flying") -> GenerateConfig:
     return GenerateConfig(
         out=out, nb_frames=frames, width=size, height=size, nb_objects=10, nb_distractors=20,
-        image_format=image_format, workers=workers, frames_per_shard=50, spp=spp, scene=scene,
+        image_format=image_format, render_workers=workers, frames_per_shard=50, spp=spp, scene=scene,
     )
 
 
@@ -46,7 +46,7 @@ def stage_times(config: GenerateConfig, frames: int) -> dict[str, float]:
             t0 = time.perf_counter()
             scene = sample_scene(config, synthesizer.assets, index)
             t1 = time.perf_counter()
-            layers = synthesizer.renderer_for(scene.renderer).render(scene)
+            layers = synthesizer.renderer.render(scene)
             t2 = time.perf_counter()
             annotation = annotate(scene, layers, synthesizer.assets)
             t3 = time.perf_counter()

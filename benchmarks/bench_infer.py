@@ -24,11 +24,12 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from dope_stream.geometry import Cuboid, Intrinsics, Pose, pixel_to_map, projected_cuboid
-from infer.decode import DecodeSettings, decode
-from infer.detector import Detector, NetworkInfo, TorchBackend, network_input
+from infer.detector import Detector, TorchBackend, network_input
 from infer.export import export_onnx, quantize_int8
 from infer.loading import OnnxBackend
 from infer.pnp import solve_pose
+from trainer.decode import DecodeSettings, decode
+from trainer.meta import ModelMeta
 from trainer.networks import build_network
 
 WIDTH, HEIGHT = 640, 480
@@ -91,7 +92,7 @@ def main() -> None:
         for name in args.networks:
             torch.manual_seed(0)
             model = build_network(name, pretrained=False).eval()
-            info = NetworkInfo(name, "box", CUBOID, (0.5,) * 3, (0.5,) * 3)
+            info = ModelMeta(name, "box", CUBOID, None, None, (0.5,) * 3, (0.5,) * 3)
             onnx_path = export_onnx(model, info, Path(tmp) / f"{name}.onnx", WIDTH, HEIGHT)
             repeats = args.repeats if name == "light" else max(2, args.repeats // 4)
             runs = [("torch", TorchBackend(model), None), ("onnxruntime", OnnxBackend(onnx_path, args.threads), None)]

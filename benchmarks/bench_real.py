@@ -47,7 +47,7 @@ def summary_lines(metrics: dict) -> list[str]:
         pixels = result["mean_keypoint_error_px"]
         lines.append(
             f"{class_name}: found {result['matched']} of {result['ground_truth']}, {result['metric']} {at}, "
-            f"AUC {result['auc']:.1f}, 2D error {'-' if pixels is None else f'{pixels:.1f} px'}"
+            f"AUC {100 * result['auc']:.1f}, 2D error {'-' if pixels is None else f'{pixels:.1f} px'}"
         )
     return lines
 

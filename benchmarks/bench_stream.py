@@ -101,13 +101,13 @@ def main() -> None:
         for actors in counts:
             for write in (False, True):
                 out = root / f"actors{actors}_{write}"
-                config = bench_config(out, args.frames, args.size, workers=actors, **gpu_overrides)
+                config = bench_config(out, args.frames, args.size, render_workers=actors, **gpu_overrides)
                 rate, idle = actor_rate(config, actors, write)
                 label = f"{actors}{' GPU' if args.gpu else ''}"
                 print(f"{label:>8} {'yes' if write else 'no':>7} {rate:>9.1f} {rate / baseline:>10.2f}x {idle:>6.0%}")
         workers = counts[-1]
         print(f"\nRayFrameDataset, {workers} actor(s), batches of {args.batch}:")
-        config = bench_config(root / "dataset", args.frames, args.size, workers=workers, **gpu_overrides)
+        config = bench_config(root / "dataset", args.frames, args.size, render_workers=workers, **gpu_overrides)
         rate, idle = dataset_rate(config, args.batch, 0.0)
         print(f"  {'no-op consumer':<30} {rate:6.1f} frames/s delivered, renderers idle {idle:4.0%}")
         sleep_s = args.slowdown * args.batch / rate

@@ -19,14 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from trainer.cli import passive_openmp_wait
+from dope_app.environment import passive_openmp_wait
 
 passive_openmp_wait()  # as `dope train` runs (set before torch loads OpenMP)
 
 import torch  # noqa: E402
 
-from trainer.loop import stage_losses  # noqa: E402
-from trainer.networks import build_network, count_parameters  # noqa: E402
+from trainer.networks import build_network, count_parameters, network_spec  # noqa: E402
 
 
 class StepTimer:
@@ -39,15 +38,18 @@ class StepTimer:
         self.model = build_network(net, pretrained=net == "light").to(memory_format=torch.channels_last).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
         self.x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-        self.belief = torch.rand(batch, 9, size // 8, size // 8)
-        self.affinity = torch.rand(batch, 16, size // 8, size // 8) * 2 - 1
+        self.spec = network_spec(net)
+        cells = size // self.spec.stride
+        self.targets = {"belief": torch.rand(batch, 9, cells, cells), "affinity": torch.rand(batch, 16, cells, cells) * 2 - 1}
+        if self.spec.offset_scale is not None:
+            self.targets.update(offsets=torch.randn(batch, 16, cells, cells), offset_weight=torch.ones(batch, 1, cells, cells))
         self.wall: list[float] = []
         self.cpu: list[float] = []
 
     def step(self, record: bool = True) -> None:
         wall, cpu = time.perf_counter(), time.process_time()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp):
-            loss = stage_losses(self.net, self.model(self.x, logits=True), self.belief, self.affinity)
+            loss = self.spec.loss(self.spec.forward(self.model, self.x), self.targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -80,13 +82,14 @@ def compare(size: int, batch: int, rounds: int, light_per_round: int, amp: bool)
 
 def stream_run(stream_config: Path, steps: int, size: int, batch: int, workers: int) -> None:
     from dope_stream.stream.session import disconnect
+    from dope_stream.config import GenerateConfig
     from trainer.config import TrainConfig
     from trainer.loop import train
 
     with tempfile.TemporaryDirectory() as run:
         config = TrainConfig(
-            stream=stream_config, net="light", epochs=1000, max_steps=steps, batch_size=batch, image_size=size,
-            out=Path(run), workers=workers, amp=False, save_every=10**9,
+            stream=GenerateConfig.load(stream_config), net="light", epochs=1000, max_steps=steps, batch_size=batch, image_size=size,
+            out=Path(run), loader_workers=workers, amp=False, save_every=10**9,
         )
         try:
             summary = train(config)

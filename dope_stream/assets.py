@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import DopeError
-from .geometry import Cuboid
+from .geometry import Cuboid, spherical_uv
 
 if TYPE_CHECKING:
     from .config import GenerateConfig
@@ -310,10 +310,7 @@ def procedural_mesh(name: str) -> MeshAsset:
     else:
         mesh = trimesh.creation.cone(radius=size[0], height=size[1], sections=32)
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
-    # Spherical projection about the AABB centre: seams are fine for random distractor textures.
-    rel = vertices - (vertices.min(axis=0) + vertices.max(axis=0)) / 2.0
-    radius = np.linalg.norm(rel, axis=1) + 1e-12
-    uv = np.stack([0.5 + np.arctan2(rel[:, 1], rel[:, 0]) / (2 * np.pi), np.arccos(np.clip(rel[:, 2] / radius, -1, 1)) / np.pi], axis=1)
+    uv = spherical_uv(vertices, pole_axis=2)
     return MeshAsset(
         key=PROCEDURAL_PREFIX + name,
         vertices=vertices.astype(np.float32),

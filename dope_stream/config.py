@@ -4,30 +4,39 @@ Every command has one pydantic model (`GenerateConfig` here; the trainer and inf
 theirs on the same `ConfigModel` base). The model is the single source of truth: its fields are the
 YAML keys (the seed's knob names: `obj`, `nb_objects`, `nb_distractors`, `nb_frames`, `spp`), the CLI
 options (`--nb_objects`, also spelled `--nb-objects`) and their help texts. Precedence: defaults <
-`--config FILE` < command-line options.
+`--config FILE` < command-line options. Models nest (`GenerateConfig.pathtrace`, `TrainConfig.stream`);
+`dope_app.config.DopeConfig` holds every command's model as one section of one tree. An unknown key,
+nested or not, is one DopeError with a "did you mean"; a renamed key (`deprecated_keys`) still works.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import math
+import textwrap
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Iterable, Iterator, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator,
+)
+from pydantic.fields import FieldInfo
 
 from .errors import DopeError
+from .render import BACKENDS, DEFAULT_RENDERER, PathTraceOptions, RenderOptions, renderer_names
 from .tabletop import CAMERA_PRESETS
+
+log = logging.getLogger(__name__)
 
 PACKAGE_ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_OBJECT = PACKAGE_ASSETS / "objects" / "003_cracker_box" / "model.obj"
-# Per-backend samples per pixel when `spp` is not given. Raster: no MSAA, because on llvmpipe the
-# anti-aliasing pass costs ~15 ms of a ~35 ms frame and 1 sample is what reaches 40+ images/s with 2
-# workers (benchmarks/bench_generate.py); pathtrace: 4 path samples, which OIDN denoises cleanly.
-DEFAULT_SPP = {"raster": 1, "pathtrace": 4}
+# Per-backend samples per pixel when `spp` is not given (the registry's; why each: dope_stream.render).
+DEFAULT_SPP = {name: entry.default_spp for name, entry in BACKENDS.items() if entry.default_spp is not None}
+RendererName = Literal[renderer_names()]  # type: ignore[valid-type]  # the registry's names
 
 
 def _parse_range(value: Any) -> tuple[int, int]:
@@ -94,46 +103,163 @@ StrList = Annotated[list[str], BeforeValidator(_parse_list)]
 
 
 class ConfigModel(BaseModel):
-    """Base of every command's configuration: unknown keys are errors, with suggestions."""
+    """Base of every stage's configuration: unknown keys are errors, with suggestions.
+
+    `section`: the model's key in the configuration tree (`dope_app.config.DopeConfig`); a YAML
+    file holding the whole tree gives each command its own section. `deprecated_keys`: old key ->
+    the key it became; the old one still works, with a warning.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    section: ClassVar[str | None] = None
+    deprecated_keys: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, values: Any) -> Any:
+        return cls.renamed_keys(values) if isinstance(values, dict) else values
+
+    def model_copy(self, *, update: dict | None = None, deep: bool = False):
+        """As pydantic's, with old key names in `update` taken as the new ones (with a warning)."""
+        return super().model_copy(update=type(self).renamed_keys(update) if update else update, deep=deep)
+
+    @classmethod
+    def renamed_keys(cls, values: dict) -> dict:
+        """`values` with deprecated keys under their new names, each with a warning."""
+        if not cls.deprecated_keys.keys() & values.keys():
+            return values
+        values = dict(values)
+        for old, new in cls.deprecated_keys.items():
+            if old in values:
+                if new in values:
+                    raise DopeError(f"options '{old}' and '{new}' are the same setting ('{old}' is its old name): give one")
+                log.warning("option '%s' is deprecated: it is now '%s' (%s)", old, new, cls.model_fields[new].description)
+                values[new] = values.pop(old)
+        return values
 
     @classmethod
     def load(cls: type[T], config_file: Path | str | None = None, overrides: dict | None = None) -> T:
         """Defaults < YAML file < overrides; raises DopeError naming the bad key or value."""
         values: dict = {}
         if config_file is not None:
-            values.update(read_yaml(Path(config_file)))
-        values.update(overrides or {})
+            values = cls.section_of(read_yaml(Path(config_file)))
+        values = merged(values, overrides or {})
         return cls.validated(values, source=str(config_file) if config_file else "options")
 
     @classmethod
+    def section_of(cls, values: dict) -> dict:
+        """This model's values in a YAML mapping: its section of a whole tree, else the mapping itself."""
+        section = values.get(cls.section) if cls.section and cls.section not in cls.model_fields else None
+        return section if isinstance(section, dict) else values
+
+    @classmethod
     def validated(cls: type[T], values: dict, source: str = "options") -> T:
-        unknown = sorted(set(values) - set(cls.model_fields))
-        if unknown:
-            key = unknown[0]
-            close = difflib.get_close_matches(key, list(cls.model_fields), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(cls.model_fields)})"
-            raise DopeError(f"{source}: unknown key '{key}'{hint}")
         try:
-            return cls(**values)
+            return cls.model_validate(values)
         except ValidationError as err:
-            raise DopeError(f"{source}: {describe_validation_error(err)}") from None
+            raise DopeError(f"{source}: {describe_validation_error(err, cls)}") from None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def default_yaml(cls) -> str:
+        """The defaults as commented YAML; a required key is a commented line to fill in."""
+        defaults = {name: f.get_default(call_default_factory=True) for name, f in cls.model_fields.items() if not f.is_required()}
+        values = cls.model_construct(**defaults).model_dump(mode="json", include=set(defaults))
+        return "\n".join(commented_yaml_lines(cls, values)) + "\n"
+
+    def to_commented_yaml(self) -> str:
+        """YAML of these values with each key's description above it (the habit of Ultralytics' default.yaml)."""
+        return "\n".join(commented_yaml_lines(type(self), self.model_dump(mode="json"))) + "\n"
 
 
 T = TypeVar("T", bound=ConfigModel)
 
 
-def describe_validation_error(err: ValidationError) -> str:
-    first = err.errors()[0]
+def merged(base: dict, overrides: dict) -> dict:
+    """`base` updated by `overrides`, mappings merged key by key (a nested section keeps what it does not override)."""
+    result = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            value = merged(result[key], value)
+        result[key] = value
+    return result
+
+
+def did_you_mean(key: str, candidates: Iterable[str], list_when_none: bool = True) -> str:
+    """' (did you mean 'x'?)' for the candidate closest to an unknown `key` (else the valid keys or '')."""
+    candidates = list(candidates)
+    close = difflib.get_close_matches(key, candidates, n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (valid keys: {', '.join(candidates)})" if list_when_none else ""
+
+
+def describe_validation_error(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """The first problem, unknown keys first, naming the option by its dotted path in the tree."""
+    errors = err.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    if first["type"] == "extra_forbidden":
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        parent = sub_model(model, first["loc"][:-1]) if model is not None else None
+        hint = did_you_mean(str(first["loc"][-1]), parent.model_fields) if parent is not None else ""
+        return f"unknown key '{where}'{hint}"
     message = first["msg"].removeprefix("Value error, ")
     if not first["loc"]:  # a check across options: its message names them (the input is every option)
         return message
     where = ".".join(str(p) for p in first["loc"])
     return f"option '{where}': {message} (got {first.get('input')!r})"
+
+
+def sub_model(model: type[BaseModel], path: Iterable[Any]) -> type[BaseModel] | None:
+    """The model a location path inside `model` leads to (list indices skipped), if any."""
+    for key in path:
+        if isinstance(key, int):
+            continue
+        field = model.model_fields.get(key)
+        model = model_of(field.annotation) if field is not None else None
+        if model is None:
+            return None
+    return model
+
+
+def model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds (directly, optionally or in a list), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = model_of(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def commented_yaml_lines(model: type[BaseModel], values: dict, indent: str = "") -> list[str]:
+    lines: list[str] = []
+    for name, field in model.model_fields.items():
+        lines += [f"{indent}# {line}" for line in textwrap.wrap(field.description or "", 96 - len(indent))]
+        nested = model_of(field.annotation)
+        if name not in values:  # a required value: shown, commented out
+            lines.append(f"{indent}# {name}:   (required)")
+        elif nested is not None and isinstance(values[name], dict):
+            lines.append(f"{indent}{name}:")
+            lines += commented_yaml_lines(nested, values[name], indent + "  ")
+        else:
+            lines.append(f"{indent}{name}: {_flow_yaml(values[name])}")
+    return lines
+
+
+def _flow_yaml(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip()
+
+
+def field_like(model: type[BaseModel], name: str, default: Any, description: str | None = None) -> Any:
+    """`model`'s field `name` (its constraints, its description unless another is given) with another
+    default: a stage's knob offered by another command (`dope demo`) without declaring it twice."""
+    source = model.model_fields[name]
+    return FieldInfo.merge_field_infos(source, default=default, description=description or source.description)
 
 
 def read_yaml(path: Path) -> dict:
@@ -153,6 +279,9 @@ def read_yaml(path: Path) -> dict:
 class GenerateConfig(ConfigModel):
     """`dope generate`: synthetic frames of target meshes among distractors."""
 
+    section: ClassVar[str] = "generate"
+    deprecated_keys: ClassVar[dict[str, str]] = {"workers": "render_workers"}
+
     obj: PathList = Field(
         default_factory=lambda: [DEFAULT_OBJECT],
         description="target meshes (OBJ/PLY/GLB); the class is the file's stem, or its folder's name "
@@ -169,7 +298,7 @@ class GenerateConfig(ConfigModel):
     intrinsics: CameraIntrinsics | None = Field(None, description="fx,fy,cx,cy in pixels (overrides fov)")
     spp: int | None = Field(
         None, ge=1, le=4096,
-        description="samples per pixel; none: each backend's default (raster: 1, pathtrace: 4). raster: MSAA "
+        description=f"samples per pixel; none: each backend's default ({', '.join(f'{k}: {v}' for k, v in DEFAULT_SPP.items())}). raster: MSAA "
         "anti-aliasing samples (on a CPU any spp > 1 costs about 15 ms more per 512x512 frame; 1 gives ~1.4x "
         "the images/s); pathtrace: path samples, denoised",
     )
@@ -226,11 +355,12 @@ class GenerateConfig(ConfigModel):
         0.5, ge=0, le=1, description="probability of a background photo instead of the HDR environment"
     )
     seed: int = Field(0, ge=0, description="random seed; frame i depends only on (seed, i)")
-    workers: int = Field(1, ge=1, le=256, description="parallel rendering processes")
+    render_workers: int = Field(1, ge=1, le=256, description="parallel rendering processes")
     out: Path = Field(Path("out/dataset"), description="output folder")
-    renderer: Literal["raster", "pathtrace", "mix", "nvisii"] = Field("raster", description="rendering backend")
+    renderer: RendererName = Field(DEFAULT_RENDERER, description=f"rendering backend: {', '.join(renderer_names())}")
     mix_fraction: float = Field(0.5, ge=0, le=1, description="renderer=mix: share of path-traced frames")
     denoise: bool = Field(True, description="pathtrace: denoise with Open Image Denoise")
+    pathtrace: PathTraceOptions = Field(default_factory=PathTraceOptions, description="pathtrace backend options")
     image_format: Literal["png", "jpg"] = Field("jpg", description="image encoding (png: lossless, compression level 1)")
     jpg_quality: int = Field(95, ge=1, le=100, description="JPEG quality")
     layout: Literal["shards", "folder"] = Field("shards", description="WebDataset shards or the classic DOPE folder")
@@ -239,12 +369,21 @@ class GenerateConfig(ConfigModel):
         None, description="render with Ray actors: 'local' starts Ray here, host:port joins a cluster; none: local processes"
     )
     actor_gpus: float = Field(
-        1.0, ge=0, description="Ray: GPUs per renderer actor when the cluster has GPUs (0: `workers` CPU actors)"
+        1.0, ge=0, description="Ray: GPUs per renderer actor when the cluster has GPUs (0: `render_workers` CPU actors)"
     )
     stream_buffer: int = Field(
         32, ge=1, description="Ray: most frames rendered ahead of each consumer (renderers pause when it is full)"
     )
     shuffle_buffer: int = Field(0, ge=0, description="Ray stream dataset: frames mixed before yielding (0: arrival order)")
+
+    @property
+    def workers(self) -> int:
+        """Deprecated name of `render_workers`."""
+        return self.render_workers
+
+    def render_options(self) -> RenderOptions:
+        """What the renderer factories take (`dope_stream.render.create_renderer`)."""
+        return RenderOptions(pathtrace=self.pathtrace, mix_fraction=self.mix_fraction)
 
     def spp_for(self, renderer: str) -> int:
         """Samples per pixel for a frame drawn by `renderer` (with renderer=mix, each frame's own)."""
@@ -285,14 +424,15 @@ class GenerateConfig(ConfigModel):
 def add_config_arguments(parser: argparse.ArgumentParser, model: type[ConfigModel]) -> None:
     """One `--key` option per config field (also `--key-with-dashes`), plus `--config FILE`.
 
-    Options not given on the command line are absent from the parsed namespace, so the YAML file
-    and the defaults apply underneath them.
+    The fields of a nested options model are `--section.key` (`--pathtrace.threads`); a model that
+    may be absent (`train`'s `stream`) is one option taking a YAML file. Deprecated keys keep their
+    options. Options not given on the command line are absent from the parsed namespace, so the
+    YAML file and the defaults apply underneath them.
     """
     parser.add_argument("--config", type=Path, default=None, help="YAML file with any of the options below")
-    for name, field in model.model_fields.items():
+    for name, field in cli_fields(model):
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        # argparse %-formats help texts: a literal "20%" must reach it as "20%%".
-        help_text = f"{field.description} ({_default_text(field)})".replace("%", "%%")
+        help_text = f"{field.description} ({_default_text(field)})".replace("%", "%%")  # argparse formats help with %
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         annotation = field.annotation
         if annotation is bool:
@@ -300,14 +440,41 @@ def add_config_arguments(parser: argparse.ArgumentParser, model: type[ConfigMode
         elif _is_list(annotation):
             kwargs["nargs"] = "+"
         parser.add_argument(*flags, **kwargs)
+    for old, new in model.deprecated_keys.items():
+        parser.add_argument(f"--{old}", dest=old, default=argparse.SUPPRESS, help=f"deprecated: --{new}")
+
+
+def cli_fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted option name, field) of every option of `model`, nested options models expanded."""
+    for name, field in model.model_fields.items():
+        nested = model_of(field.annotation)
+        if nested is not None and not _is_optional(field):
+            yield from cli_fields(nested, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", field
 
 
 def config_from_args(model: type[T], args: argparse.Namespace) -> T:
-    overrides = {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
-    for name, value in overrides.items():
-        if isinstance(value, str) and value.lower() in ("none", "null") and _is_optional(model, name):
-            overrides[name] = None
-    return model.load(getattr(args, "config", None), overrides)
+    """The model from defaults < `--config` file < the options given."""
+    return model.load(getattr(args, "config", None), overrides_from_args(model, args))
+
+
+def overrides_from_args(model: type[ConfigModel], args: argparse.Namespace) -> dict:
+    """The options given on the command line as a nested mapping ('none' -> None where allowed)."""
+    overrides: dict = {}
+    options = [*cli_fields(model), *((old, None) for old in model.deprecated_keys)]
+    for name, field in options:
+        if not hasattr(args, name):
+            continue
+        value = getattr(args, name)
+        if isinstance(value, str) and value.lower() in ("none", "null") and field is not None and _is_optional(field):
+            value = None
+        *parents, leaf = name.split(".")
+        target = overrides
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    return overrides
 
 
 def _default_value(field: Any) -> str:
@@ -321,7 +488,7 @@ def _default_text(field: Any) -> str:
 def options_markdown(model: type[ConfigModel]) -> str:
     """The option table of a command, as the README shows it (tests keep the README in step)."""
     rows = ["| option | default | meaning |", "| --- | --- | --- |"]
-    for name, field in model.model_fields.items():
+    for name, field in cli_fields(model):
         rows.append(f"| `--{name}` | `{_default_value(field)}` | {field.description} |")
     return "\n".join(rows)
 
@@ -347,5 +514,5 @@ def _is_list(annotation: Any) -> bool:
     return False
 
 
-def _is_optional(model: type[ConfigModel], name: str) -> bool:
-    return type(None) in typing.get_args(model.model_fields[name].annotation)
+def _is_optional(field: Any) -> bool:
+    return type(None) in typing.get_args(field.annotation)

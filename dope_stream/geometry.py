@@ -197,3 +197,15 @@ def pixel_to_map(uv: np.ndarray, stride: int) -> np.ndarray:
 
 def map_to_pixel(xy: np.ndarray, stride: int) -> np.ndarray:
     return np.asarray(xy, dtype=np.float64) * stride + (stride - 1) / 2.0
+
+
+def spherical_uv(vertices: np.ndarray, pole_axis: int) -> np.ndarray:
+    """(N, 2) texture coordinates of a spherical projection about the AABB centre (seams are fine for
+    the random textures it is used with), in the dtype of `vertices`. u is the azimuth around axis
+    `pole_axis` (0, 1, 2 = x, y, z), v the polar angle from it. Callers pass the mesh's up axis:
+    z for trimesh's primitives (built around z), y for loaded meshes (OBJ and glTF are y-up)."""
+    d = vertices - 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
+    d = d / (np.linalg.norm(d, axis=1, keepdims=True) + 1e-12)
+    # The two other axes in cyclic order, so the azimuth turns counter-clockwise about the pole.
+    across, along = d[:, (pole_axis + 2) % 3], d[:, (pole_axis + 1) % 3]
+    return np.stack([np.arctan2(across, along) / (2 * np.pi) + 0.5, np.arccos(np.clip(d[:, pole_axis], -1, 1)) / np.pi], 1)

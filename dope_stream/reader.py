@@ -30,9 +30,7 @@ when the latter is present, else 1.0 (the object is visible, by how much is unkn
 from __future__ import annotations
 
 import glob
-import json
 import logging
-import tarfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +42,15 @@ import numpy as np
 from .completeness import check_against_manifest
 from .config import check_focal_lengths
 from .errors import DopeError
+from .exchange import (
+    ANNOTATION_MEMBER, IMAGE_MEMBERS, IMAGE_SUFFIXES, LAYER_MEMBERS, MANIFEST_NAME, SHARD_SUFFIXES, manifest_cuboids,
+    manifest_unit, parse_json, read_manifest, shard_member_offsets,
+)
 from .geometry import NUM_KEYPOINTS, Cuboid, Intrinsics
 
 log = logging.getLogger(__name__)
 
 Unit = Literal["m", "cm", "auto"]
-IMAGE_MEMBERS = ("jpg", "png", "jpeg")
-IMAGE_SUFFIXES = tuple(f".{ext}" for ext in IMAGE_MEMBERS)
-SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")
-MANIFEST_NAME = "manifest.json"
 METRES_PER_UNIT = {"m": 1.0, "cm": 0.01}
 FARTHEST_PLAUSIBLE_METRES = 20.0
 
@@ -132,18 +130,6 @@ def check_image_size(image: np.ndarray, camera_data: dict, name: str) -> None:
             f"{name}: image is {image.shape[1]}x{image.shape[0]} pixels but the camera_data of {name}.json says "
             f"{width}x{height}; its keypoints would not match the pixels"
         )
-
-
-def parse_json(data: bytes | str | dict, name: str) -> dict:
-    if isinstance(data, dict):
-        return data
-    try:
-        parsed = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DopeError(f"{name}: not valid JSON ({err})") from None
-    if not isinstance(parsed, dict):
-        raise DopeError(f"{name}: expected a JSON object at the top level")
-    return parsed
 
 
 def decode_image(sample: dict, name: str) -> np.ndarray:
@@ -268,46 +254,6 @@ def select_objects(frame: Frame, class_name: str | None, min_visibility: float =
     ]
 
 
-# --- manifests -----------------------------------------------------------------------------------
-
-
-def read_manifest(folder: Path) -> dict | None:
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    return parse_json(path.read_bytes(), str(path))
-
-
-def manifest_unit(manifest: dict | None, name: str) -> Literal["m", "cm"] | None:
-    if manifest is None or "units" not in manifest:
-        return None
-    unit = manifest["units"]
-    if not isinstance(unit, str) or unit not in METRES_PER_UNIT:
-        raise DopeError(f"{name}: field 'units' must be 'm' or 'cm', got {unit!r}")
-    return unit
-
-
-def manifest_cuboids(manifest: dict | None, name: str) -> dict[str, Cuboid]:
-    """Class name -> cuboid (AABB centre + extent in the model frame, metres) from a manifest.
-
-    Accepts `"classes": {name: {"cuboid": {"center", "extent"}}}` or `{name: {"center", "extent"}}`.
-    """
-    classes = (manifest or {}).get("classes", {})
-    if not isinstance(classes, dict):
-        raise DopeError(f"{name}: field 'classes' must map class names to their cuboids")
-    cuboids = {}
-    for class_name, entry in classes.items():
-        block = entry.get("cuboid", entry) if isinstance(entry, dict) else None
-        try:
-            cuboid = Cuboid.from_dict(block)
-            if len(cuboid.center) != 3 or len(cuboid.extent) != 3 or not np.isfinite([*cuboid.center, *cuboid.extent]).all():
-                raise ValueError
-            cuboids[class_name] = cuboid
-        except (KeyError, TypeError, ValueError, OverflowError):
-            raise DopeError(f"{name}: classes.{class_name}: expected a cuboid with 'center' and 'extent'") from None
-    return cuboids
-
-
 # --- local datasets (random access) --------------------------------------------------------------
 
 
@@ -417,32 +363,15 @@ def _expand_local(entry: str) -> list[tuple[Path, Path]]:
     return [(m, m.parent) for m in matches if m.name.endswith(SHARD_SUFFIXES)]
 
 
-def split_member_name(name: str) -> tuple[str, str]:
-    """WebDataset convention: 'dir/000123.seg.png' -> ('dir/000123', 'seg.png')."""
-    folder, _, base = name.rpartition("/")
-    stem, dot, ext = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), (ext if dot else "")
-
-
 def _index_tar(path: Path) -> list[SampleRef]:
-    if path.name.endswith((".tar.gz", ".tgz")):
-        raise DopeError(f"{path}: compressed shards have no random access; pass it as a URL or pattern to stream it")
     samples: dict[str, SampleRef] = {}
-    try:
-        with tarfile.open(path, "r:") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                key, ext = split_member_name(info.name)
-                ref = samples.setdefault(key, SampleRef(key, str(path), {}))
-                ref.members[ext] = MemberRef(str(path), info.offset_data, info.size)
-    except tarfile.TarError as err:
-        raise DopeError(f"{path}: not a readable tar shard ({err})") from None
+    for key, member, offset, size in shard_member_offsets(path):
+        samples.setdefault(key, SampleRef(key, str(path), {})).members[member] = MemberRef(str(path), offset, size)
     return [s for s in samples.values() if _is_annotated_image(s)]
 
 
 def _is_annotated_image(sample: SampleRef) -> bool:
-    return "json" in sample.members and any(e in sample.members for e in IMAGE_MEMBERS)
+    return ANNOTATION_MEMBER in sample.members and any(e in sample.members for e in IMAGE_MEMBERS)
 
 
 def _index_folder(folder: Path) -> list[SampleRef]:
@@ -455,7 +384,7 @@ def _index_folder(folder: Path) -> list[SampleRef]:
         stem = image.name[: -len(image.suffix)]
         key = str(image.relative_to(folder).with_suffix(""))
         members = {image.suffix.lower().lstrip("."): MemberRef(str(image)), "json": MemberRef(str(annotation))}
-        for extra in ("seg.png", "depth.png"):
+        for extra in LAYER_MEMBERS:
             sibling = image.parent / f"{stem}.{extra}"
             if sibling.is_file():
                 members[extra] = MemberRef(str(sibling))

@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 
 from .assets import SURFACE_KEY
 from .geometry import Intrinsics, Pose, random_rotation, rotation_near
+from .render import BACKENDS, DEFAULT_RENDERER, backend
 from .tabletop import (
     CLUTTER_RADIUS, ENVIRONMENT_FROM_TABLE, LOOK_AT_JITTER, MAX_SETTLE_STEPS, RESTING_FACES, Body, camera_on_cap,
     preset_intrinsics, settle,
@@ -84,8 +85,8 @@ class SceneSpec:
     instances: tuple[Instance, ...]
     lighting: Lighting
     background: Background
-    spp: int = 4
-    renderer: str = "raster"  # backend chosen for this frame (renderer=mix picks per frame)
+    spp: int = BACKENDS[DEFAULT_RENDERER].default_spp  # sample_scene gives each frame its backend's
+    renderer: str = DEFAULT_RENDERER  # backend chosen for this frame (renderer=mix picks per frame)
     denoise: bool = True  # pathtrace: run Open Image Denoise on the image (config `denoise`)
 
     @property
@@ -136,18 +137,14 @@ def camera_tilt(pitch_down_deg: float, roll_deg: float) -> np.ndarray:
 
 def renderer_names(config: "GenerateConfig") -> list[str]:
     """The backends frames of `config` can use (`mix` uses both unless its fraction is 0 or 1)."""
-    if config.renderer != "mix":
-        return [config.renderer]
-    return [name for name, share in (("raster", 1.0 - config.mix_fraction), ("pathtrace", config.mix_fraction)) if share > 0]
+    return backend(config.renderer).members(config.render_options())
 
 
 def sample_scene(config: "GenerateConfig", assets: "AssetLibrary", index: int) -> SceneSpec:
     """Frame `index` of the dataset described by `config` (targets get segmentation ids 1..n)."""
     rng = frame_rng(config.seed, index)
     renderer_draw = rng.random()  # drawn even without `mix` so every renderer sees the same scene
-    renderer = config.renderer
-    if renderer == "mix":
-        renderer = "pathtrace" if renderer_draw < config.mix_fraction else "raster"
+    renderer = backend(config.renderer).frame_renderer(config.render_options(), renderer_draw)
     if config.cameras:
         intrinsics = preset_intrinsics(config.cameras[int(rng.integers(len(config.cameras)))], config.width, config.height)
     else:

@@ -1,7 +1,7 @@
 """Per-frame synthesis: sample -> render -> annotate -> encode, one `Sample` per frame index.
 
 A `FrameSynthesizer` is built once per worker process (local process, Ray actor): it loads the asset
-library once and creates one renderer per backend name on first use (`renderer: mix` uses two). Its
+library once and creates one renderer (`renderer: mix` is one composite of two backends). Its
 constructor takes only the (picklable) config, so any process can build its own.
 
 Encoded members (WebDataset names): `jpg` or `png` (RGB image), `json` (annotation, see
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -23,26 +22,15 @@ from .annotate import annotate
 from .assets import build_asset_library
 from .config import GenerateConfig
 from .errors import DopeError
+from .exchange import Sample
 from .geometry import Cuboid
 from .render import Renderer, RenderLayers, create_renderer
-from .scene import renderer_names, sample_scene
+from .scene import sample_scene
 
 log = logging.getLogger(__name__)
 
 PNG_COMPRESSION = 1
 DEPTH_UNITS_PER_METRE = 1000.0  # depth.png holds millimetres
-
-
-@dataclass
-class Sample:
-    """One encoded frame: WebDataset member name (without the key) -> bytes."""
-
-    index: int
-    members: dict[str, bytes]
-
-    @property
-    def key(self) -> str:
-        return f"{self.index:06d}"
 
 
 class FrameSynthesizer:
@@ -51,9 +39,8 @@ class FrameSynthesizer:
     def __init__(self, config: GenerateConfig):
         self.config = config
         self.assets = build_asset_library(config)
-        self._renderers: dict[str, Renderer] = {}
-        for name in renderer_names(config):  # now, so a bad backend fails before the first frame
-            self.renderer_for(name)
+        # Created now, so a bad backend fails before the first frame.
+        self.renderer: Renderer | None = create_renderer(config.renderer, self.assets, config.render_options())
 
     def class_cuboids(self) -> dict[str, Cuboid]:
         return {name: self.assets.cuboid(name) for name in self.assets.targets}
@@ -62,27 +49,20 @@ class FrameSynthesizer:
         if not 0 <= index < self.config.nb_frames:
             raise DopeError(f"frame index {index} is outside 0..{self.config.nb_frames - 1} (nb_frames)")
         scene = sample_scene(self.config, self.assets, index)
-        layers = self.renderer_for(scene.renderer).render(scene)
+        layers = self.renderer.render(scene)
         annotation = annotate(scene, layers, self.assets)
         return Sample(index, encode_members(layers, annotation, self.config))
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        if self.renderer is not None:
+            self.renderer.close()
+            self.renderer = None
 
     def __enter__(self) -> "FrameSynthesizer":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    def renderer_for(self, name: str) -> Renderer:
-        """The backend `name` of this worker, created on first use."""
-        if name not in self._renderers:
-            log.debug("creating the %s renderer", name)
-            self._renderers[name] = create_renderer(name, self.assets)
-        return self._renderers[name]
 
 
 def encode_members(layers: RenderLayers, annotation: dict, config: GenerateConfig) -> dict[str, bytes]:

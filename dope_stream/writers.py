@@ -13,17 +13,15 @@ and lists the frames still missing; rendering only those completes the dataset w
 finished shards. `manifest.json` (written atomically at the start and after every shard) holds the
 resolved config, tool version, seed, units ("m"), each class's cuboid (AABB centre + extent in the
 model frame) and the finished shards with their frame ranges (folder: the number of finished frames).
-Tar members get fixed metadata (mtime 0, owner "dope", mode 0444) so the same seed gives byte-identical shards.
+The format itself (names, members, manifest fields, tar layout) is `dope_stream.exchange`.
 """
 
 from __future__ import annotations
 
 import fcntl
-import io
 import json
 import logging
 import os
-import tarfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -31,17 +29,17 @@ from typing import Protocol
 from . import __version__
 from .config import GenerateConfig
 from .errors import DopeError
+from .exchange import (
+    MANIFEST_NAME, SHARD_GLOB, TMP_SUFFIX, UNITS, Sample, member_names, sample_key, shard_name, shard_ranges,
+    write_dataset_file, write_manifest, write_shard,
+)
 from .geometry import Cuboid
 from .outputs import output_folder
-from .synth import Sample
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
-TMP_SUFFIX = ".tmp"
-UNITS = "m"
-# Options that change how a dataset is produced, not what it holds: a resume may change them.
-RUN_ONLY_OPTIONS = ("workers", "ray", "out", "actor_gpus", "stream_buffer", "shuffle_buffer")
+# How a dataset is rendered, not what it holds (a resume may change them; `workers` is render_workers' old name).
+RUN_ONLY_OPTIONS = ("render_workers", "workers", "pathtrace", "ray", "out", "actor_gpus", "stream_buffer", "shuffle_buffer")
 
 
 class DatasetWriter(Protocol):
@@ -50,19 +48,9 @@ class DatasetWriter(Protocol):
     def close(self) -> None: ...
 
 
-def shard_name(shard: int) -> str:
-    return f"shard-{shard:06d}.tar"
-
-
-def shard_ranges(config: GenerateConfig) -> list[range]:
-    """Frame indices of each shard, in shard order (the last one may be shorter)."""
-    size = config.frames_per_shard
-    return [range(start, min(start + size, config.nb_frames)) for start in range(0, config.nb_frames, size)]
-
-
-def member_names(config: GenerateConfig) -> tuple[str, ...]:
-    """The members of every sample; the JSON last, so in the folder layout it marks a finished frame."""
-    return (config.image_format, "seg.png", "depth.png", "json")
+def config_shard_ranges(config: GenerateConfig) -> list[range]:
+    """Frame indices of each shard of `config`'s dataset."""
+    return shard_ranges(config.nb_frames, config.frames_per_shard)
 
 
 def frames_to_render(out: Path, config: GenerateConfig) -> list[int]:
@@ -82,11 +70,11 @@ def frames_to_render(out: Path, config: GenerateConfig) -> list[int]:
 
 def _missing_frames(out: Path, config: GenerateConfig) -> list[int]:
     if config.layout == "shards":
-        done = {shard.name for shard in out.glob("shard-*.tar")}
-        return [i for k, frames in enumerate(shard_ranges(config)) if shard_name(k) not in done for i in frames]
+        done = {shard.name for shard in out.glob(SHARD_GLOB)}
+        return [i for k, frames in enumerate(config_shard_ranges(config)) if shard_name(k) not in done for i in frames]
     existing = set(os.listdir(out))
-    members = member_names(config)
-    return [i for i in range(config.nb_frames) if not all(f"{i:06d}.{m}" in existing for m in members)]
+    members = member_names(config.image_format)
+    return [i for i in range(config.nb_frames) if not all(f"{sample_key(i)}.{m}" in existing for m in members)]
 
 
 def open_writer(config: GenerateConfig, class_cuboids: dict[str, Cuboid]) -> DatasetWriter:
@@ -102,9 +90,9 @@ class ShardWriter:
 
     def __init__(self, out: Path, config: GenerateConfig, class_cuboids: dict[str, Cuboid]):
         self.out, self.config, self.class_cuboids = out, config, class_cuboids
-        self.ranges = shard_ranges(config)
+        self.ranges = config_shard_ranges(config)
         self.pending: dict[int, dict[int, Sample]] = {}
-        write_manifest(out, config, class_cuboids)
+        write_dataset_manifest(out, config, class_cuboids)
 
     def add(self, sample: Sample) -> None:
         shard = sample.index // self.config.frames_per_shard
@@ -123,26 +111,8 @@ class ShardWriter:
         self.pending.clear()
 
     def _write_shard(self, shard: int, samples: list[Sample]) -> None:
-        path = self.out / shard_name(shard)
-        tmp = path.with_name(path.name + TMP_SUFFIX)
-        with open(tmp, "wb") as stream:
-            # The standard library's tarfile writes the WebDataset layout (KEY.member files, a sample's
-            # members adjacent); webdataset's own TarWriter would import torch into every writer.
-            with tarfile.open(fileobj=stream, mode="w") as tar:
-                for sample in samples:
-                    for member in sorted(sample.members):
-                        _add_member(tar, f"{sample.key}.{member}", sample.members[member])
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-        write_manifest(self.out, self.config, self.class_cuboids)
-
-
-def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o444  # fixed metadata: same seed, same bytes
-    info.uname = info.gname = "dope"
-    tar.addfile(info, io.BytesIO(data))
+        write_shard(self.out / shard_name(shard), samples)
+        write_dataset_manifest(self.out, self.config, self.class_cuboids)
 
 
 class FolderWriter:
@@ -150,20 +120,14 @@ class FolderWriter:
 
     def __init__(self, out: Path, config: GenerateConfig, class_cuboids: dict[str, Cuboid]):
         self.out, self.config, self.class_cuboids = out, config, class_cuboids
-        write_manifest(out, config, class_cuboids)
+        write_dataset_manifest(out, config, class_cuboids)
 
     def add(self, sample: Sample) -> None:
-        for member in member_names(self.config):
-            write_atomic(self.out / f"{sample.key}.{member}", sample.members[member])
+        for member in member_names(self.config.image_format):
+            write_dataset_file(self.out / f"{sample.key}.{member}", sample.members[member])
 
     def close(self) -> None:
-        write_manifest(self.out, self.config, self.class_cuboids)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+        write_dataset_manifest(self.out, self.config, self.class_cuboids)
 
 
 @contextmanager
@@ -177,7 +141,7 @@ def _folder_lock(out: Path):
         os.close(descriptor)
 
 
-def write_manifest(out: Path, config: GenerateConfig, class_cuboids: dict[str, Cuboid]) -> None:
+def write_dataset_manifest(out: Path, config: GenerateConfig, class_cuboids: dict[str, Cuboid]) -> None:
     """manifest.json from the files on disk (several writers into one folder stay consistent)."""
     # Ray stream consumers in several processes write shards into one folder: under the lock each
     # rewrite sees every shard renamed before it, so the last rewrite lists them all.
@@ -187,22 +151,21 @@ def write_manifest(out: Path, config: GenerateConfig, class_cuboids: dict[str, C
 
 def _write_manifest_unlocked(out: Path, config: GenerateConfig, class_cuboids: dict[str, Cuboid]) -> None:
     manifest = {
-        "tool": "dope_stream",
         "version": __version__,
         "layout": config.layout,
         "units": UNITS,
         "seed": config.seed,
         "nb_frames": config.nb_frames,
-        "members": list(member_names(config)),
+        "members": list(member_names(config.image_format)),
         "classes": {name: cuboid.to_dict() for name, cuboid in class_cuboids.items()},
         "config": resolved_config(config),
     }
     if config.layout == "shards":
-        done = {p.name for p in out.glob("shard-*.tar")}
+        done = {p.name for p in out.glob(SHARD_GLOB)}
         manifest["frames_per_shard"] = config.frames_per_shard
         manifest["shards"] = [
             {"name": shard_name(k), "first_frame": r.start, "nb_frames": len(r)}
-            for k, r in enumerate(shard_ranges(config))
+            for k, r in enumerate(config_shard_ranges(config))
             if shard_name(k) in done
         ]
         frames_done = sum(s["nb_frames"] for s in manifest["shards"])
@@ -210,7 +173,7 @@ def _write_manifest_unlocked(out: Path, config: GenerateConfig, class_cuboids: d
         frames_done = config.nb_frames - len(_missing_frames(out, config))
     manifest["frames_done"] = frames_done
     manifest["complete"] = frames_done == config.nb_frames
-    write_atomic(out / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_manifest(out, manifest)
 
 
 def resolved_config(config: GenerateConfig) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
@@ -39,6 +39,8 @@ class NetworkOptions(ConfigModel):
 class InferConfig(NetworkOptions):
     """`dope infer`: 6-DoF poses of an object in images or a video."""
 
+    section: ClassVar[str] = "infer"
+
     images: Path = Field(description="an image, a folder of images, or a video file")
     out: Path = Field(Path("out/infer"), description="output folder: per-image JSON and overlay PNG (or video)")
     camera: Path | None = Field(None, description="camera.yaml (ROS camera_info: image_width, image_height, camera_matrix)")
@@ -58,6 +60,8 @@ class InferConfig(NetworkOptions):
 class EvaluateConfig(ConfigModel):
     """`dope evaluate`: ADD/ADD-S accuracy of predicted poses against ground truth."""
 
+    section: ClassVar[str] = "evaluate"
+
     pred: Path = Field(description="folder of prediction JSON files (`dope infer` output)")
     gt: Path = Field(description="folder of ground-truth JSON files (this project's format), matched by file stem")
     models: Path = Field(
@@ -70,6 +74,8 @@ class EvaluateConfig(ConfigModel):
 
 class ExportConfig(NetworkOptions):
     """`dope export`: ONNX model with input `input` (1,3,H,W) and output `output` (1,25,H/8,W/8)."""
+
+    section: ClassVar[str] = "export"
 
     onnx: Path = Field(description="output .onnx file")
     height: int = Field(480, ge=16, le=4096, description="input height (a multiple of 8)")

@@ -15,42 +15,15 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from dope_stream.geometry import NUM_KEYPOINTS, Cuboid, Intrinsics, Pose, projected_cuboid
+from dope_stream.geometry import NUM_KEYPOINTS, Intrinsics, Pose, projected_cuboid
+from trainer.decode import DecodeSettings, ObjectKeypoints, decode_network_maps
+from trainer.meta import ModelMeta
 
-from .decode import DecodeSettings, ObjectKeypoints, decode, decode_offsets
 from .pnp import PnPSettings, solve_pose
 
 log = logging.getLogger(__name__)
 
 SIZE_MULTIPLE = 8  # input sizes the registered networks accept: multiples of their output stride
-
-
-@dataclass(frozen=True)
-class NetworkInfo:
-    """What inference needs to know about a network, whatever file it came from."""
-
-    network: str
-    class_name: str
-    cuboid: Cuboid  # AABB centre + extent in the mesh's own frame (metres)
-    mean: tuple[float, float, float]  # input normalisation, RGB in 0..1
-    std: tuple[float, float, float]
-    stride: int = 8
-    official: bool = False  # official DOPE weights: no camera known from training
-    offset_scale: float | None = None  # offset networks (`centre`): the offsets' unit in map cells
-
-    def to_dict(self) -> dict:
-        return {
-            "network": self.network, "class_name": self.class_name, "cuboid": self.cuboid.to_dict(),
-            "mean": list(self.mean), "std": list(self.std), "stride": self.stride, "official": self.official,
-            "offset_scale": self.offset_scale,
-        }
-
-    @staticmethod
-    def from_dict(d: dict) -> "NetworkInfo":
-        return NetworkInfo(
-            d["network"], d["class_name"], Cuboid.from_dict(d["cuboid"]), tuple(d["mean"]), tuple(d["std"]),
-            int(d["stride"]), bool(d["official"]), d.get("offset_scale"),
-        )
 
 
 class Backend(Protocol):
@@ -128,10 +101,10 @@ def network_input(image_rgb: np.ndarray, size: tuple[int, int], mean, std) -> np
 
 
 class Detector:
-    """Image -> detections for one object class."""
+    """Image -> detections for one object class (`info.cuboid` must be known)."""
 
     def __init__(
-        self, backend: Backend, info: NetworkInfo, decode_settings: DecodeSettings = DecodeSettings(),
+        self, backend: Backend, info: ModelMeta, decode_settings: DecodeSettings = DecodeSettings(),
         pnp_settings: PnPSettings = PnPSettings(), input_height: int | None = None,
     ):
         self.backend, self.info = backend, info
@@ -152,11 +125,9 @@ class Detector:
         """Decoded keypoints of every object, in pixels of the given image."""
         height, width = image_rgb.shape[:2]
         size = self.network_size(width, height)
-        maps = self.backend(self.preprocess(image_rgb, size))
-        if self.info.offset_scale is not None:
-            objects = decode_offsets(maps[0], maps[2], self.info.stride, self.decode_settings, self.info.offset_scale)
-        else:
-            objects = decode(maps[0], maps[1], self.info.stride, self.decode_settings)
+        belief, affinity, *offsets = self.backend(self.preprocess(image_rgb, size))
+        objects = decode_network_maps(belief, affinity, offsets[0] if offsets else None, self.info.stride,
+                                      self.decode_settings, self.info.offset_scale)
         # Inverse of the resize: pixel centres map as in Intrinsics.scaled.
         scale = np.array([width / size[0], height / size[1]])
         return [ObjectKeypoints((o.uv + 0.5) * scale - 0.5, o.scores) for o in objects]

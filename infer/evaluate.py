@@ -21,16 +21,17 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
-from dope_stream.atomic import write_atomically
+from dope_stream.exchange import MANIFEST_NAME, parse_json, write_atomically
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Pose
-from dope_stream.reader import canonical_annotation, parse_json
+from dope_stream.reader import canonical_annotation
 
 log = logging.getLogger(__name__)
 
 THRESHOLDS_M = tuple(round(0.01 * i, 2) for i in range(1, 11))  # 1..10 cm
 AUC_MAX_M = 0.1
 MESH_SUFFIXES = (".obj", ".ply", ".glb", ".stl", ".off")
+METRICS_NAME = "metrics.json"
 
 
 def add(R_est: np.ndarray, t_est: np.ndarray, R_gt: np.ndarray, t_gt: np.ndarray, pts: np.ndarray) -> float:
@@ -187,7 +188,7 @@ def annotation_files(folder: Path, option: str) -> dict[str, Path]:
     if not folder.is_dir():
         raise DopeError(f"{option} {folder}: not a folder")
     # Hidden files are write_atomically's temporaries (left behind only by a killed run).
-    skipped = ("manifest.json", "metrics.json")
+    skipped = (MANIFEST_NAME, METRICS_NAME)
     files = {p.stem: p for p in sorted(folder.rglob("*.json")) if p.name not in skipped and not p.name.startswith(".")}
     if not files:
         raise DopeError(f"{option} {folder}: no JSON files")
@@ -231,7 +232,7 @@ def evaluate_folders(
 
 def write_metrics(metrics: dict, out_dir: Path) -> tuple[Path, Path]:
     """metrics.json and accuracy_curve.png in out_dir (atomically)."""
-    json_path = write_atomically(out_dir / "metrics.json", lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
+    json_path = write_atomically(out_dir / METRICS_NAME, lambda tmp: tmp.write_text(json.dumps(metrics, indent=2)))
     return json_path, plot_accuracy_curve(metrics, out_dir / "accuracy_curve.png")
 
 

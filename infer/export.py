@@ -2,7 +2,7 @@
 
 Input `input`: (1, 3, H, W) float32 RGB, normalised as (x / 255 - mean) / std with the model's
 mean/std. Output `output`: (1, 25, H/8, W/8), the last stage's 9 belief maps followed by its 16
-affinity maps. The model's `NetworkInfo` (class, cuboid, normalisation, stride) is stored as JSON
+affinity maps. The model's `ModelMeta` (class, cuboid, normalisation, stride, ...) is stored as JSON
 in the ONNX metadata under `dope_stream`, so `dope infer --backend onnx` needs no other file.
 
 `--int8` adds onnxruntime's static int8 quantisation (QDQ: int8 weights per channel, uint8
@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dope_stream.atomic import write_atomically
 from dope_stream.errors import DopeError
+from dope_stream.exchange import write_atomically
+from trainer.meta import ModelMeta
 
-from .detector import NetworkInfo, network_input
-from .loading import ONNX_METADATA_KEY
+from .detector import network_input
+from .images import list_images, read_image
+from .loading import ONNX_METADATA_KEY, OnnxBackend
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def last_stage_module(model, offsets: bool = False):
 
 
 def export_onnx(
-    model, info: NetworkInfo, path: Path, width: int, height: int, dynamic: bool = False, opset: int = 17
+    model, info: ModelMeta, path: Path, width: int, height: int, dynamic: bool = False, opset: int = 17
 ) -> Path:
     """Write the ONNX file atomically (tmp + rename); returns its path."""
     import onnx
@@ -82,8 +84,6 @@ def max_abs_difference(model, onnx_path: Path, width: int, height: int, seed: in
     """Largest |torch - onnxruntime| over the `output` tensor for a random normalised input."""
     import torch
 
-    from .loading import OnnxBackend
-
     batch = np.random.default_rng(seed).standard_normal((1, 3, height, width)).astype(np.float32)
     backend = OnnxBackend(onnx_path)
     with torch.inference_mode():
@@ -97,10 +97,8 @@ def max_abs_difference(model, onnx_path: Path, width: int, height: int, seed: in
 CALIBRATION_IMAGES = 32  # most calibration images used: ranges settle within a few dozen frames
 
 
-def calibration_batches(folder: Path, info: NetworkInfo, width: int, height: int) -> list[np.ndarray]:
+def calibration_batches(folder: Path, info: ModelMeta, width: int, height: int) -> list[np.ndarray]:
     """Network inputs of up to CALIBRATION_IMAGES images of `folder`, spread evenly over it."""
-    from .inference import list_images, read_image
-
     if folder is None:
         raise DopeError("option 'calibration': --int8 needs a folder of representative images (e.g. rendered frames)")
     images = list_images(Path(folder), option="--calibration")
@@ -149,8 +147,6 @@ def output_difference(reference: Path, other: Path, batches: list[np.ndarray]) -
     """How far `other`'s belief maps are from `reference`'s over `batches`: the largest and mean
     absolute difference, the belief peaks (maps whose maximum is above 0.1) and how many of them
     moved by more than one output cell."""
-    from .loading import OnnxBackend
-
     first, second = OnnxBackend(reference), OnnxBackend(other)
     largest, means, peaks, moved = 0.0, [], 0, 0
     for batch in batches:

@@ -21,26 +21,26 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from dope_stream.atomic import write_atomically
 from dope_stream.config import check_focal_lengths
+from dope_stream.exchange import write_atomically
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Intrinsics
 from dope_stream.outputs import output_folder
 from dope_stream.reader import camera_intrinsics, parse_json
 
+from trainer.decode import DecodeSettings
+
 from .config import InferConfig
-from .decode import DecodeSettings
 from .detector import Detection, Detector, TorchBackend
+from .export import export_onnx
+from .images import list_images, read_image
 from .loading import OnnxBackend, check_class, load_torch_network
 from .overlay import draw_detections
 from .pnp import PnPSettings
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-# Per-frame layers of the DOPE folder layout (`000123.seg.png`, `000123.depth.png`): not photos.
-LAYER_SUFFIXES = (".seg.png", ".depth.png")
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,6 @@ def _onnx_model(config: InferConfig) -> Path:
         if not config.weights.is_file():
             raise DopeError(f"--weights {config.weights}: file does not exist")
         return config.weights
-    from .export import export_onnx
-
     model, info = load_torch_network(config)
     path = config.out / f"{config.weights.stem}.onnx"
     log.info("exporting %s to %s for onnxruntime", config.weights, path)
@@ -92,28 +90,6 @@ def run_inference(config: InferConfig) -> InferenceSummary:
     if config.images.is_file() and config.images.suffix.lower() in VIDEO_SUFFIXES:
         return _run_video(detector, config, camera)
     return _run_images(detector, config, camera)
-
-
-def list_images(path: Path, option: str = "--images") -> list[Path]:
-    if path.is_dir():
-        images = sorted(
-            p for p in path.iterdir()
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.lower().endswith(LAYER_SUFFIXES)
-        )
-        if not images:
-            raise DopeError(f"{option} {path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return images
-    if not path.is_file():
-        raise DopeError(f"{option} {path}: no such file or folder")
-    return [path]
-
-
-def read_image(path: Path, option: str = "--images") -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DopeError(f"{option} {path}: cannot be read as an image")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_camera_yaml(path: Path) -> Intrinsics:

@@ -1,9 +1,10 @@
 """Networks for inference from any weights file: this project's checkpoints, the official DOPE
 state dicts (the user supplies what they lack: class, cuboid, normalisation), or exported ONNX
-models (whose `NetworkInfo` travels in the ONNX metadata)."""
+models (whose `ModelMeta` travels in the ONNX metadata)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -12,11 +13,9 @@ import numpy as np
 
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Cuboid
-
-from trainer.networks import OFFSET_SCALE
+from trainer.meta import ModelMeta
 
 from .config import NetworkOptions
-from .detector import NetworkInfo
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +24,10 @@ OFFICIAL_NORMALISATION = (0.5, 0.5, 0.5)  # the original YCB weights; newer rele
 
 
 def load_torch_network(options: NetworkOptions):
-    """(torch model in eval mode on options.device, NetworkInfo) from a .pth file."""
+    """(torch model in eval mode on options.device, ModelMeta with a cuboid) from a .pth file, read once."""
     from trainer.weights_file import load_weights_file
+
+    from trainer.checkpoint import check_checkpoint, model_from_checkpoint
 
     path = _checkpoint_file(options.weights)
     if path.suffix.lower() == ".onnx":
@@ -35,15 +36,14 @@ def load_torch_network(options: NetworkOptions):
     if _is_official_state_dict(content):
         model, info = _official_network(content, options)
     else:
-        from trainer.checkpoint import load_model
-
-        model, meta = load_model(path, device="cpu")
-        info = info_from_meta(meta, options)
+        check_checkpoint(content, path)
+        model, meta = model_from_checkpoint(content)
+        info = with_cuboid(meta, options)
         check_class(options, info)
     return model.to(options.device).eval(), info
 
 
-def check_class(options: NetworkOptions, info: NetworkInfo) -> None:
+def check_class(options: NetworkOptions, info: ModelMeta) -> None:
     """--object, when given, must be the class the network detects."""
     if options.object is not None and options.object != info.class_name:
         raise DopeError(f"--object '{options.object}': unknown class for {options.weights}, which detects '{info.class_name}'")
@@ -78,33 +78,26 @@ def _official_network(state: dict, options: NetworkOptions):
             f"--weights {options.weights}: official DOPE weights carry no object description; "
             "give --object CLASS and --dims X,Y,Z (the cuboid size in metres)"
         )
-    info = NetworkInfo(
+    model = load_official_dope(state)
+    info = ModelMeta(
         network="dope",
         class_name=options.object,
         cuboid=Cuboid(tuple(options.center), tuple(options.dims)),
+        stages=model.num_stages,
+        input_size=None,
         mean=tuple(options.mean or OFFICIAL_NORMALISATION),
         std=tuple(options.std or OFFICIAL_NORMALISATION),
-        official=True,
     )
-    return load_official_dope(state), info
+    return model, info
 
 
-def info_from_meta(meta, options: NetworkOptions) -> NetworkInfo:
-    """The trainer's ModelMeta -> NetworkInfo; --dims/--center stand in for a cuboid the data lacked."""
-    cuboid = meta.cuboid
-    if cuboid is None:
-        if options.dims is None:
-            raise DopeError(f"--weights {options.weights}: the checkpoint has no object cuboid; give --dims X,Y,Z (metres)")
-        cuboid = Cuboid(tuple(options.center), tuple(options.dims))
-    return NetworkInfo(
-        network=meta.network,
-        class_name=meta.class_name,
-        cuboid=cuboid,
-        mean=tuple(float(m) for m in meta.mean),
-        std=tuple(float(s) for s in meta.std),
-        stride=int(meta.stride),
-        offset_scale=OFFSET_SCALE if "offsets" in meta.outputs else None,
-    )
+def with_cuboid(meta: ModelMeta, options: NetworkOptions) -> ModelMeta:
+    """`meta`, with --dims/--center standing in for a cuboid the training data lacked."""
+    if meta.cuboid is not None:
+        return meta
+    if options.dims is None:
+        raise DopeError(f"--weights {options.weights}: the checkpoint has no object cuboid; give --dims X,Y,Z (metres)")
+    return dataclasses.replace(meta, cuboid=Cuboid(tuple(options.center), tuple(options.dims)))
 
 
 class OnnxBackend:
@@ -125,7 +118,7 @@ class OnnxBackend:
         metadata = self.session.get_modelmeta().custom_metadata_map
         if ONNX_METADATA_KEY not in metadata:
             raise DopeError(f"--weights {path}: no '{ONNX_METADATA_KEY}' metadata; export it with `dope export`")
-        self.info = NetworkInfo.from_dict(json.loads(metadata[ONNX_METADATA_KEY]))
+        self.info = ModelMeta.from_dict(json.loads(metadata[ONNX_METADATA_KEY]))
 
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, ...]:
         if self.info.offset_scale is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dope_stream.atomic import write_atomically
+from dope_stream.exchange import write_atomically
 from dope_stream.geometry import CUBOID_EDGES, Intrinsics, project_points
 
 from .detector import Detection

@@ -30,7 +30,7 @@ RUN_TIMEOUT_S = 300.0
 
 
 def dope_command(*options: str) -> list[str]:
-    return [sys.executable, "-m", "dope_stream.cli", *options]
+    return [sys.executable, "-m", "dope_app.cli", *options]
 
 
 def tagged_processes(tag: str) -> list[int]:
@@ -173,7 +173,7 @@ TRAIN_STEPS = 2 * FRAMES // 4  # 2 epochs of batch 4
 
 
 def _generate_command(layout: str, workers: int) -> Callable[[Path], list[str]]:
-    return lambda out: dope_command("generate", *GENERATE_OPTIONS, "--layout", layout, "--workers", str(workers), "--out", str(out))
+    return lambda out: dope_command("generate", *GENERATE_OPTIONS, "--layout", layout, "--render_workers", str(workers), "--out", str(out))
 
 
 def _run_to_end(command: list[str], folder: Path) -> None:
@@ -217,14 +217,14 @@ def _train_data(work: Path) -> Path:
 def _train_command(work: Path) -> Callable[[Path], list[str]]:
     return lambda out: dope_command(
         "train", "--data", str(_train_data(work)), "--net", "light", "--stages", "1", "--epochs", "2",
-        "--batch_size", "4", "--image_size", str(SIZE), "--workers", "2", "--save_every", "2", "--keep_last", "2",
+        "--batch_size", "4", "--image_size", str(SIZE), "--loader_workers", "2", "--save_every", "2", "--keep_last", "2",
         "--val_fraction", "0", "--warmup_steps", "2", "--seed", "1", "--threads", "1", "--resume", "--out", str(out),
     )
 
 
 def _stream_yaml(out: Path) -> Path:
     options = dict(zip(GENERATE_OPTIONS[::2], GENERATE_OPTIONS[1::2]))
-    lines = [f"{key.removeprefix('--')}: '{value}'" for key, value in options.items()] + [f"out: '{out / 'data'}'", "workers: 1"]
+    lines = [f"{key.removeprefix('--')}: '{value}'" for key, value in options.items()] + [f"out: '{out / 'data'}'", "render_workers: 1"]
     path = out / "stream.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -233,7 +233,7 @@ def _stream_yaml(out: Path) -> Path:
 def _stream_command(out: Path) -> list[str]:
     return dope_command(
         "train", "--stream", str(_stream_yaml(out)), "--net", "light", "--stages", "1", "--epochs", "1",
-        "--batch_size", "4", "--image_size", str(SIZE), "--workers", "0", "--save_every", "2", "--resume",
+        "--batch_size", "4", "--image_size", str(SIZE), "--loader_workers", "0", "--save_every", "2", "--resume",
         "--out", str(out / "run"),
     )
 

@@ -13,11 +13,12 @@ from dope_stream.config import GenerateConfig
 from dope_stream.generate import generate
 from dope_stream.geometry import map_to_pixel, pixel_to_map
 from dope_stream.reader import open_dataset
-from infer.decode import DecodeSettings, decode_offsets
 from trainer.checkpoint import load_model
+from trainer.decode import DecodeSettings, decode_offsets
 from trainer.config import TrainConfig
 from trainer.loop import train
-from trainer.networks import OFFSET_SCALE, STRIDE, build_network
+from trainer.meta import OFFSET_SCALE, STRIDE
+from trainer.networks import build_network
 from trainer.targets import belief_maps, centre_offset_maps
 
 KEYPOINTS = np.array([[[70, 30], [40, 34], [44, 90], [74, 86], [66, 38], [38, 40], [42, 96], [70, 92], [56, 62]]], float)
@@ -100,14 +101,14 @@ def test_centre_network_learns_corners_and_their_identities(tabletop_frames, tmp
 def test_centre_checkpoint_exports_offsets_and_detects_the_same(tabletop_frames, tmp_path):
     from infer.detector import Detector, TorchBackend
     from infer.export import export_onnx, max_abs_difference
-    from infer.loading import OnnxBackend, info_from_meta
+    from infer.loading import OnnxBackend, with_cuboid
     from infer.config import InferConfig
 
     config = TrainConfig(data=[tabletop_frames], net="centre", batch_size=4, image_size=128, out=tmp_path / "run",
                          workers=0, augment=False, amp=False, epochs=1, max_steps=2, val_fraction=0)
     train(config)
     model, meta = load_model(tmp_path / "run")
-    info = info_from_meta(meta, InferConfig(weights=tmp_path / "run", images=tabletop_frames))
+    info = with_cuboid(meta, InferConfig(weights=tmp_path / "run", images=tabletop_frames))
     assert info.offset_scale == OFFSET_SCALE and meta.outputs["offsets"] == 16
     path = export_onnx(model, info, tmp_path / "centre.onnx", width=128, height=96)
     assert max_abs_difference(model, path, 128, 96) < 1e-3

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from dope_stream.config import PACKAGE_ASSETS
-from trainer.container import Environment, collect_layers, main, plan_run, run_plan
+from dope_app.container import Environment, collect_layers, main, plan_run, run_plan
 
 REPO = Path(__file__).resolve().parents[1]
 CRACKER_BOX = PACKAGE_ASSETS / "objects" / "003_cracker_box"
@@ -82,14 +82,14 @@ def test_sagemaker_strings_channels_and_precedence(tmp_path):
 
 
 def test_every_key_has_one_meaning():
-    """A key both stages know is routed on purpose (seed: both; workers: rendering; out: the container's);
-    a new shared key, or a stage key equal to a container key, needs a decision here first."""
+    """A key both stages know is routed on purpose (seed: both; out: the container's; the old `workers`:
+    rendering); a new shared key, or a stage key equal to a container key, needs a decision here first."""
     from dope_stream.config import GenerateConfig
     from trainer.config import TrainConfig
-    from trainer.container import ContainerConfig
+    from dope_app.container import ContainerConfig
 
     generate_keys, train_keys = set(GenerateConfig.model_fields), set(TrainConfig.model_fields)
-    assert generate_keys & train_keys == {"seed", "workers", "out"}
+    assert generate_keys & train_keys == {"seed", "out"}
     assert not set(ContainerConfig.model_fields) & (generate_keys | train_keys)
 
 
@@ -98,7 +98,7 @@ def test_paths_outside_sagemaker_and_the_streaming_plan(tmp_path):
     plan = plan_for(bare, ["--generator", "streaming", "--ray=head:6379", "--model-dir", str(tmp_path / "m")])
     assert plan.model_dir == tmp_path / "m" and plan.checkpoint_dir == Path("out/checkpoints")
     assert plan.generate.ray == "head:6379" and plan.train.data == []
-    assert plan.train.stream == Path("out/checkpoints/stream.yaml")
+    assert plan.train.stream == plan.generate  # the generate section itself, no file in between
     assert plan_for(bare, SM_MODEL_DIR=str(tmp_path / "sm_model")).model_dir == tmp_path / "sm_model"
     generate_then_train = plan_for(bare, DOPE_DATASET=str(tmp_path / "frames"))
     assert generate_then_train.train.data == [tmp_path / "frames"] == [generate_then_train.generate.out]
@@ -109,16 +109,14 @@ def test_paths_outside_sagemaker_and_the_streaming_plan(tmp_path):
 
 
 def test_streaming_hands_the_generate_settings_to_the_trainer(tmp_path, monkeypatch):
-    """The streaming trainer gets a GenerateConfig YAML equal to the container's generate settings."""
-    from dope_stream.config import GenerateConfig
-
+    """The streaming trainer gets a stream config equal to the container's generate settings."""
     received = {}
 
     class TrainerReached(Exception):
         pass
 
     def trainer_stand_in(config):
-        received.update(config=config, stream=GenerateConfig.load(config.stream))
+        received.update(config=config, stream=config.stream)
         raise TrainerReached
 
     monkeypatch.setattr("trainer.loop.train", trainer_stand_in)
@@ -132,7 +130,7 @@ def test_streaming_hands_the_generate_settings_to_the_trainer(tmp_path, monkeypa
         run_plan(plan)
     assert received["stream"] == plan.generate and received["stream"].out == checkpoints / "dataset"
     assert received["stream"].ray == "local" and received["stream"].nb_objects == (2, 4)
-    assert received["config"].stream == checkpoints / "stream.yaml" and received["config"].resume is False
+    assert not (checkpoints / "stream.yaml").exists() and received["config"].resume is False
 
 
 @pytest.mark.parametrize(
@@ -172,7 +170,7 @@ def test_unreadable_hyperparameters_and_empty_obj_channel(tmp_path, capsys):
 def test_bad_hyperparameter_in_a_fresh_process_has_no_traceback(tmp_path):
     root = sagemaker_root(tmp_path, {"epochs": "1.5"})
     result = subprocess.run(
-        [sys.executable, "-m", "trainer.container", "train"], cwd=REPO, capture_output=True, text=True,
+        [sys.executable, "-m", "dope_app.container", "train"], cwd=REPO, capture_output=True, text=True,
         env={**os.environ, "DOPE_SM_ROOT": str(root)}, timeout=120,
     )
     assert result.returncode == 2
@@ -185,7 +183,7 @@ def test_bad_hyperparameter_in_a_fresh_process_has_no_traceback(tmp_path):
 
 def start_job(root: Path, log: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "trainer.container", "train"], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "dope_app.container", "train"], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT,
         env={**os.environ, "DOPE_SM_ROOT": str(root)}, start_new_session=True,
     )
 
@@ -267,3 +265,13 @@ def test_train_only_on_a_training_channel_in_two_torchrun_processes(tmp_path):
     _, meta = load_model(model_file)
     assert meta.class_name == "toy_box" and meta.cuboid.to_dict() == pytest.approx(BOX.to_dict())
     assert yaml.safe_load((root / "checkpoints" / "train.yaml").read_text())["data"] == [str(root / "input/data/training")]
+
+
+def test_backend_variables_and_renamed_keys_reach_the_generate_section(tmp_path, caplog):
+    bare = tmp_path / "no_opt_ml"
+    plan = plan_for(bare, ["--workers", "2", "--pathtrace", '{"threads": 1}'], DOPE_MITSUBA_VARIANT="scalar_rgb")
+    assert plan.generate.render_workers == 2 and "key 'workers' is deprecated" in caplog.text
+    assert plan.generate.pathtrace.variant == "scalar_rgb" and plan.generate.pathtrace.threads == 1
+    assert plan.tree.generate is plan.generate and plan.tree.train is plan.train
+    with pytest.raises(Exception, match="unknown key 'pathtrace.thread' \\(did you mean 'threads'\\?\\)"):
+        plan_for(bare, ["--pathtrace", '{"thread": 1}'])

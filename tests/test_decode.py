@@ -7,7 +7,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from dope_stream.geometry import Cuboid, Intrinsics, Pose, projected_cuboid
-from infer.decode import DecodeSettings, decode, find_peaks
+from trainer.decode import DecodeSettings, decode, find_peaks
+from trainer.meta import ModelMeta
 from infer.pnp import solve_pose
 from infer_maps import draw_maps
 
@@ -100,13 +101,13 @@ class _PerfectBackend:
 
 
 def test_detector_resizes_and_scales_the_camera_for_any_image_size():
-    from infer.detector import Detector, NetworkInfo
+    from infer.detector import Detector
 
     intrinsics = Intrinsics(900.0, 900.0, 499.5, 374.5, 1000, 750)
     truth = _pose([0.3, 0.4, -0.2], [0.02, 0.01, 0.5])
     keypoints = projected_cuboid(CUBOID, truth, intrinsics)
     backend = _PerfectBackend(keypoints, (1000, 750))
-    info = NetworkInfo("test", "box", CUBOID, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    info = ModelMeta("test", "box", CUBOID, None, None, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     detector = Detector(backend, info, input_height=480)
     image = np.zeros((750, 1000, 3), np.uint8)
     (detection,) = detector.detect(image, intrinsics)
@@ -127,10 +128,10 @@ def test_a_keypoint_just_outside_the_image_gives_no_peak():
 
 
 def test_detector_input_is_the_normalised_rgb_image():
-    from infer.detector import Detector, NetworkInfo
+    from infer.detector import Detector
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    detector = Detector(_PerfectBackend(np.zeros((9, 2)), (64, 48)), NetworkInfo("test", "box", CUBOID, mean, std))
+    detector = Detector(_PerfectBackend(np.zeros((9, 2)), (64, 48)), ModelMeta("test", "box", CUBOID, None, None, mean, std))
     image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     batch = detector.preprocess(image, (64, 48))
     expected = (image.astype(np.float64) / 255.0 - mean) / std  # (H, W, 3), channels in RGB order

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from dope_stream.cli import main
+from dope_app.cli import main
 
 
 def test_demo_writes_a_report_and_resumes(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trainer.container import known_keys
+from dope_app.container import known_keys
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKER = REPO / "docker"
@@ -33,6 +33,13 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
             keyword, _, arguments = line.partition(" ")
             result.append((keyword.upper(), arguments.strip()))
     return result
+
+
+def base_image(steps: list[tuple[str, str]]) -> str:
+    """The FROM image, with `${ARG}` replaced by the ARG's default (what users get without --build-arg)."""
+    defaults = dict(a.split("=", 1) for k, a in steps if k == "ARG" and "=" in a)
+    base = next(a for k, a in steps if k == "FROM")
+    return re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], base)
 
 
 def copy_sources(arguments: str) -> list[str]:
@@ -80,14 +87,14 @@ def test_images_install_the_readme_way_and_run_the_entry_point(dockerfile):
     workdir = next(a for k, a in steps[:copy_index][::-1] if k == "WORKDIR")
     entrypoint = yaml.safe_load(next(a for k, a in steps if k == "ENTRYPOINT"))
     assert entrypoint == [f"{workdir}/docker/entrypoint.sh"]
-    base = next(a for k, a in steps if k == "FROM")
+    base = base_image(steps)
     assert ":" in base and not base.endswith(":latest"), "pin the base image"
 
 
 def test_base_images_carry_libllvm19_and_the_cuda_image_asks_for_the_drivers_graphics():
-    cpu_base = next(a for k, a in instructions(DOCKERFILES[0]) if k == "FROM")
+    cpu_base = base_image(instructions(DOCKERFILES[0]))
     cuda_steps = instructions(DOCKERFILES[1])
-    cuda_base = next(a for k, a in cuda_steps if k == "FROM")
+    cuda_base = base_image(cuda_steps)
     # install.sh apt-installs libllvm19: Debian 12 and Ubuntu 24.04 have it, older releases do not
     assert cpu_base.endswith("-bookworm") and cuda_base.startswith("nvidia/cuda:") and "ubuntu24.04" in cuda_base
     assert "libllvm19" in (REPO / "install.sh").read_text()
@@ -115,12 +122,14 @@ def test_compose_runs_a_ray_head_workers_and_a_streaming_trainer():
     assert "ray start --head --port=6379" in services["head"]["command"]
     assert "ray start --address=head:6379" in services["worker"]["command"]
     trainer = services["trainer"]
-    assert "ray start --address=head:6379" in trainer["command"] and "python -m trainer.container" in trainer["command"]
-    settings = trainer["environment"]
+    assert "ray start --address=head:6379" in trainer["command"] and "python -m dope_app.container" in trainer["command"]
+    settings = {name: value for name, value in trainer["environment"].items() if not name.startswith("RAY_AUTH_")}
     assert settings["DOPE_GENERATOR"] == "streaming" and settings["DOPE_RAY"] == "head:6379"
     for name in settings:
         assert name.startswith("DOPE_") and name.removeprefix("DOPE_").lower() in known_keys(), name
-    for service in services.values():
+    for service in services.values():  # every node and the driver carry the cluster's token
+        assert service["environment"]["RAY_AUTH_MODE"] == "token"
+        assert service["environment"]["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?")
         build = service["build"]
         context = COMPOSE.parent / build["context"]
         dockerfile = re.sub(r"\$\{\w+:-([^}]+)\}", r"\1", build["dockerfile"])  # the default of ${VAR:-default}
@@ -135,3 +144,12 @@ def test_documented_commands_name_files_that_exist():
         assert (REPO / path).exists(), path
     for key in re.findall(r"DOPE_([A-Z_]+)=", readme):
         assert key.lower() in known_keys() + ["sm_root", "config"], key
+
+
+@pytest.mark.parametrize("script", ["build-base.sh", "build-cpu.sh", "check-image.sh"])
+def test_build_and_check_scripts_are_executable_bash(script):
+    # they run for real only with a Docker engine (tests/test_docker_image.py)
+    path = DOCKER / script
+    assert os.access(path, os.X_OK)
+    assert subprocess.run(["bash", "-n", str(path)], capture_output=True).returncode == 0
+    assert path.name in (DOCKER / "README.md").read_text()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dope_stream.cli import main
+from dope_app.cli import main
 from dope_stream.geometry import Intrinsics, Pose, projected_cuboid, Cuboid
 from infer.evaluate import THRESHOLDS_M, accuracy_at, add, adds, auc, evaluate_folders, load_model_points
 

@@ -7,12 +7,12 @@ import onnx
 import pytest
 import torch
 
-from dope_stream.cli import main
+from dope_app.cli import main
 from dope_stream.geometry import Cuboid
-from infer.detector import NetworkInfo
 from infer.export import export_onnx, max_abs_difference
 from infer.loading import OnnxBackend
-from trainer.checkpoint import ModelMeta, save_atomic
+from trainer.checkpoint import save_atomic
+from trainer.meta import ModelMeta
 from trainer.networks import build_network
 
 CUBOID = Cuboid((0.0, 0.01, 0.0), (0.16, 0.21, 0.07))
@@ -26,7 +26,7 @@ def light_model():
 
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_export_matches_torch(light_model, tmp_path, dynamic):
-    info = NetworkInfo("light", "box", CUBOID, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    info = ModelMeta("light", "box", CUBOID, 3, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     path = export_onnx(light_model, info, tmp_path / "m.onnx", width=96, height=64, dynamic=dynamic)
     backend = OnnxBackend(path)
     assert backend.info == info
@@ -79,7 +79,7 @@ def calibration_folder(tmp_path_factory):
 def test_int8_export_stays_close_to_fp32(light_model, calibration_folder, tmp_path):
     from infer.export import calibration_batches, quantize_int8
 
-    info = NetworkInfo("light", "box", CUBOID, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    info = ModelMeta("light", "box", CUBOID, 3, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     fp32 = export_onnx(light_model, info, tmp_path / "m.onnx", width=96, height=64)
     batches = calibration_batches(calibration_folder, info, 96, 64)
     assert len(batches) == 6 and batches[0].shape == (1, 3, 64, 96)

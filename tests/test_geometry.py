@@ -78,3 +78,17 @@ def test_random_rotations_are_uniform_rotations():
     # Haar measure: E[R] = 0 and the rotated z axis is uniform on the sphere (E[z_z] = 0, E[z_z^2] = 1/3).
     assert np.abs(rotations.mean(axis=0)).max() < 0.05
     assert abs((rotations[:, 2, 2] ** 2).mean() - 1 / 3) < 0.03
+
+
+@pytest.mark.parametrize("pole_axis", [0, 1, 2])
+def test_spherical_uv_about_the_pole_axis(pole_axis):
+    """Poles at v = 0 and 1, the equator at v = 0.5; u turns a quarter per right angle about the pole."""
+    from dope_stream.geometry import spherical_uv
+
+    axes = np.eye(3)
+    pole, first, second = axes[pole_axis], axes[(pole_axis + 1) % 3], axes[(pole_axis + 2) % 3]
+    vertices = np.stack([pole, -pole, first, second, -first, -second])
+    uv = spherical_uv(vertices, pole_axis)
+    np.testing.assert_allclose(uv[:, 1], [0, 1, 0.5, 0.5, 0.5, 0.5], atol=1e-6)  # the 1e-12 guard moves the poles
+    np.testing.assert_allclose(uv[2:, 0] % 1.0, [0.5, 0.75, 0.0, 0.25], atol=1e-9)  # the seam is at u = 0 = 1
+    assert spherical_uv(vertices.astype(np.float32), pole_axis).dtype == np.float32

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from dope_stream.cli import main
+from dope_app.cli import main
 from dope_stream.geometry import Cuboid, Intrinsics
-from trainer.checkpoint import ModelMeta, save_atomic
+from trainer.checkpoint import save_atomic
+from trainer.meta import ModelMeta
 from trainer.networks import DopeNetwork, build_network
 
 CAMERA = Intrinsics(120.0, 120.0, 47.5, 31.5, 96, 64)

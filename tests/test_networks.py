@@ -5,9 +5,9 @@ import torch
 
 from dope_stream.config import PACKAGE_ASSETS
 from dope_stream.errors import DopeError
+from trainer.meta import IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS
 from trainer.networks import (
-    BELIEF_PRIOR, IMAGENET_MEAN, IMAGENET_STD, NETWORKS, OFFSET_NETWORKS, build_network, count_parameters,
-    efficientnet_lite0, load_official_dope,
+    BELIEF_PRIOR, NETWORKS, NetworkOutputs, build_network, count_parameters, efficientnet_lite0, load_official_dope,
 )
 
 CAT_CLASSES = [281, 282, 285]  # tabby, tiger cat, Egyptian cat
@@ -38,28 +38,85 @@ def random_state(prefix: str = "") -> dict[str, torch.Tensor]:
     return {prefix + k: torch.randn(s, generator=generator) * 0.01 for k, s in official_dope_layout().items()}
 
 
+# --- the contract, for every registered network (a new network is tested without editing these) ---
+
+
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_output_contract(name):
+    spec = NETWORKS[name]
     model = build_network(name, pretrained=False).eval()
+    x = torch.randn(2, 3, 64, 104)  # multiples of 8, not of 16
     with torch.no_grad():
-        stages = model(torch.randn(2, 3, 64, 104))  # multiples of 8, not of 16
-    assert len(stages) == model.num_stages == {"dope": 6, "light": 3, "centre": 3}[name]
-    for belief, affinity in stages:
-        assert belief.shape == (2, 9, 8, 13) and affinity.shape == (2, 16, 8, 13)
+        stages, logits = model(x), model(x, logits=True)
+    assert len(stages) == len(logits) == model.num_stages == spec.default_stages
+    rows, cols = 64 // spec.stride, 104 // spec.stride
+    for (belief, affinity), (belief_logits, affinity_again) in zip(stages, logits):
+        assert belief.shape == (2, 9, rows, cols) and affinity.shape == (2, 16, rows, cols)
+        # `model(x)` is the output activation applied to `model(x, logits=True)`
+        assert torch.allclose(belief, spec.activation(belief_logits), atol=1e-6)
+        assert torch.equal(affinity, affinity_again)
+    assert spec.normalization in NORMALIZATIONS
 
 
-@pytest.mark.parametrize("name", sorted(OFFSET_NETWORKS))
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_stages_option_and_unknown_names(name):
+    assert build_network(name, stages=1).num_stages == 1
+    with pytest.raises(DopeError, match=f"unknown network 'nope' \\(valid: {', '.join(NETWORKS)}\\)"):
+        build_network("nope")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, spec in NETWORKS.items() if spec.offset_scale is not None))
 def test_offset_networks_add_corner_offsets_and_keep_the_stages(name):
+    spec = NETWORKS[name]
     model = build_network(name, pretrained=False).eval()
     x = torch.randn(1, 3, 64, 104)
     with torch.no_grad():
-        stages, offsets = model(x, offsets=True)
+        outputs = spec.forward(model, x, logits=False)
         plain = model(x)
-    assert offsets.shape == (1, 16, 8, 13)
-    assert all(torch.equal(a, b) for stage, other in zip(stages, plain) for a, b in zip(stage, other))
+    assert outputs.offsets.shape == (1, spec.outputs["offsets"], 8, 13)
+    assert all(torch.equal(a, b) for stage, other in zip(outputs.stages, plain) for a, b in zip(stage, other))
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_each_network_learns_with_its_loss(name):
+    """A few steps of each network's own loss on one batch: the loss falls (slowly for MSE on sparse targets),
+    and a prediction equal to the target scores lower than the trained one."""
+    spec = NETWORKS[name]
+    torch.manual_seed(0)
+    model = build_network(name, stages=1, pretrained=False).train()
+    x = torch.randn(2, 3, 64, 64)
+    targets = {"belief": torch.zeros(2, 9, 8, 8), "affinity": torch.zeros(2, 16, 8, 8)}
+    targets["belief"][:, :, 3, 4] = 1.0
+    targets["affinity"][:, ::2, 3, 4] = 1.0
+    if spec.offset_scale is not None:
+        targets["offsets"], targets["offset_weight"] = torch.full((2, 16, 8, 8), 0.5), torch.ones(2, 1, 8, 8)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        loss = spec.loss(spec.forward(model, x), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0], losses
+    with torch.no_grad():
+        trained = spec.loss(spec.forward(model, x), targets)
+    perfect = NetworkOutputs([(_perfect_logits(spec, targets["belief"]), targets["affinity"])], targets.get("offsets"))
+    assert trained > spec.loss(perfect, targets)
+
+
+def _perfect_logits(spec, belief: torch.Tensor) -> torch.Tensor:
+    """Logits whose activation is `belief` (found by bisection, whatever the activation)."""
+    low, high = torch.full_like(belief, -30.0), torch.full_like(belief, 30.0)
+    for _ in range(60):
+        middle = (low + high) / 2
+        above = spec.activation(middle) > belief
+        high, low = torch.where(above, middle, high), torch.where(above, low, middle)
+    return (low + high) / 2
 
 
 def test_dope_parameter_count_matches_the_reference():
+    assert NETWORKS["dope"].default_stages == 6
     assert count_parameters(build_network("dope")) == 50_267_350 == sum(int(np.prod(s)) for s in official_dope_layout().values())
 
 
@@ -120,11 +177,6 @@ def test_light_starts_at_the_belief_prior():
         belief = model(torch.randn(1, 3, 64, 64))[0][0]
     assert 5e6 > count_parameters(model) > 2e6  # a few million
     assert abs(belief.mean().item() - BELIEF_PRIOR) < 0.01
-
-
-def test_unknown_network():
-    with pytest.raises(DopeError, match="unknown network 'resnet' \\(valid: dope, light, centre\\)"):
-        build_network("resnet")
 
 
 def test_missing_vgg_weights_file(tmp_path):

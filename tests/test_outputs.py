@@ -8,7 +8,7 @@ import pytest
 from toy_dataset import write_folder
 
 from dope_stream import outputs
-from dope_stream.cli import main
+from dope_app.cli import main
 
 
 def _verbs(tmp_path, out):

@@ -14,19 +14,17 @@ import pytest
 
 pytest.importorskip("mitsuba", reason="the pathtrace backend needs Mitsuba 3 (pip install 'dope-stream[pathtrace]')")
 
+from dope_app.environment import THREADS_ENV, VARIANT_ENV, threads_from_environment  # noqa: E402
 from dope_stream.errors import DopeError  # noqa: E402
 from dope_stream.geometry import Intrinsics, Pose  # noqa: E402
 from dope_stream.render.pathtrace import (  # noqa: E402
     LLVM_PATH_ENV,
-    THREADS_ENV,
     PathTraceRenderer,
-    VARIANT_ENV,
     find_llvm_library,
     point_drjit_at_llvm,
     select_variant,
-    threads_from_environment,
 )
-from dope_stream.render.raster import tonemap_to_srgb8  # noqa: E402
+from dope_stream.render.conventions import tonemap_to_srgb8  # noqa: E402
 from dope_stream.scene import Background, Instance, Lighting, Material, SceneSpec, camera_tilt  # noqa: E402
 from dope_stream.synth import FrameSynthesizer  # noqa: E402
 
@@ -49,7 +47,7 @@ def synthesizers(tmp_path_factory):
 @pytest.fixture(scope="module")
 def backends(synthesizers):
     raster, pathtrace = synthesizers
-    return raster.renderer_for("raster"), pathtrace.renderer_for("pathtrace"), pathtrace.assets
+    return raster.renderer, pathtrace.renderer, pathtrace.assets
 
 
 def lone_target_scene(assets, intrinsics: Intrinsics, spp: int, background: Background) -> SceneSpec:

@@ -15,12 +15,12 @@ import pytest
 import torch
 from toy_dataset import write_folder
 
+from dope_app.cli import COMMANDS, main
+from dope_app.config import DemoConfig
 from dope_stream.assets import load_photo
-from dope_stream.cli import COMMANDS, main
-from dope_stream.config import PACKAGE_ASSETS, GenerateConfig
+from dope_stream.config import PACKAGE_ASSETS, GenerateConfig, cli_fields
 from dope_stream.reader import open_dataset
 from infer.config import EvaluateConfig, ExportConfig, InferConfig
-from infer.demo import DemoConfig
 from trainer.config import TrainConfig
 
 TRAIN = ("--image_size", "64", "--epochs", "1", "--batch_size", "2", "--val_fraction", "0", "--net", "light", "--stages", "1")
@@ -39,7 +39,7 @@ def one_error_line(capsys, verb: str, *options: str) -> str:
 def test_bad_annotation_read_by_loader_workers(capsys, tmp_path):
     data = write_folder(tmp_path / "data", 6, size=64)
     (data / "000001.json").write_text('{"objects": [{"class": "toy_box", "projected_cuboid": "nope"}]}')
-    line = one_error_line(capsys, "train", "--data", str(data), "--workers", "2", "--out", str(tmp_path / "run"), *TRAIN)
+    line = one_error_line(capsys, "train", "--data", str(data), "--loader_workers", "2", "--out", str(tmp_path / "run"), *TRAIN)
     assert "000001.json: objects[0].projected_cuboid: expected" in line
     assert not multiprocessing.active_children()
 
@@ -53,7 +53,7 @@ def test_image_size_differs_from_camera_data(capsys, tmp_path):
     data = write_folder(tmp_path / "data", 3, size=128)
     _resize_image(data, "000002", 200, 160)
     expected = "000002: image is 200x160 pixels but the camera_data of"
-    line = one_error_line(capsys, "train", "--data", str(data), "--workers", "0", "--out", str(tmp_path / "run"), *TRAIN)
+    line = one_error_line(capsys, "train", "--data", str(data), "--loader_workers", "0", "--out", str(tmp_path / "run"), *TRAIN)
     assert expected in line and "says 128x128" in line
     assert expected in one_error_line(capsys, "view", str(data), "--out", str(tmp_path / "view"))
 
@@ -74,7 +74,7 @@ def test_help_of_every_verb_shows_every_description(capsys, verb):
         main([verb, "--help"])
     assert exit_info.value.code == 0
     shown = "".join(capsys.readouterr().out.split())  # argparse re-wraps the lines
-    for field in VERB_CONFIGS[verb].model_fields.values() if verb in VERB_CONFIGS else ():
+    for _, field in cli_fields(VERB_CONFIGS[verb]) if verb in VERB_CONFIGS else ():
         assert "".join(field.description.split()) in shown
 
 
@@ -91,7 +91,7 @@ def test_focal_lengths_of_an_annotation_must_be_positive(capsys, tmp_path):
     annotation = json.loads((data / "000001.json").read_text())
     annotation["camera_data"]["intrinsics"]["fy"] = 0
     (data / "000001.json").write_text(json.dumps(annotation))
-    line = one_error_line(capsys, "train", "--data", str(data), "--workers", "0", "--out", str(tmp_path / "run"), *TRAIN)
+    line = one_error_line(capsys, "train", "--data", str(data), "--loader_workers", "0", "--out", str(tmp_path / "run"), *TRAIN)
     assert "000001.json: camera_data.intrinsics: focal lengths fx, fy must be positive" in line
 
 
@@ -114,7 +114,7 @@ def _cut_before(shard, member: str) -> None:
 def test_a_truncated_shard_is_refused(capsys, tmp_path, generated_shards, cut_member, expected):
     data = shutil.copytree(generated_shards, tmp_path / "data")
     _cut_before(data / "shard-000001.tar", cut_member)
-    line = one_error_line(capsys, "train", "--data", str(data), "--workers", "0", "--out", str(tmp_path / "run"), *TRAIN)
+    line = one_error_line(capsys, "train", "--data", str(data), "--loader_workers", "0", "--out", str(tmp_path / "run"), *TRAIN)
     assert expected in line and "manifest.json lists" in line
     (data / "shard-000001.tar").unlink()  # the way out the message offers: train without it
     assert len(open_dataset([data])) == 4
@@ -135,7 +135,7 @@ def test_a_partial_checkpoint_temporary_is_removed_by_the_next_run(capsys, tmp_p
     partial = tmp_path / "run" / "checkpoints" / ".step-00000002.tmp.pt"
     partial.parent.mkdir(parents=True)
     partial.write_bytes(b"PK\x03\x04 cut by a kill")
-    assert main(["train", "--data", str(data), "--workers", "0", "--max_steps", "1", "--resume", "--out", str(tmp_path / "run"), *TRAIN]) == 0
+    assert main(["train", "--data", str(data), "--loader_workers", "0", "--max_steps", "1", "--resume", "--out", str(tmp_path / "run"), *TRAIN]) == 0
     assert not partial.exists() and [p.name for p in partial.parent.iterdir()] == ["step-00000001.pt"]
 
 

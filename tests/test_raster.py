@@ -15,7 +15,7 @@ from dope_stream.config import GenerateConfig
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Intrinsics, Pose, project_points
 from dope_stream.render import create_renderer
-from dope_stream.render.raster import environment_direction_to_uv, irradiance_sh9, tonemap_to_srgb8
+from dope_stream.render.conventions import environment_direction_to_uv, irradiance_sh9, tonemap_to_srgb8
 from dope_stream.scene import Background, Instance, Lighting, Material, SceneSpec
 
 ASSETS = Path(__file__).resolve().parents[1] / "dope_stream" / "assets"

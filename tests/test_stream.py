@@ -22,11 +22,12 @@ from torch.utils.data import DataLoader
 from conftest import tiny_generate_config
 from dope_stream.errors import DopeError
 from dope_stream.generate import generate
-from dope_stream.stream import generate_with_ray
+from dope_stream.generate import generate as generate_with_ray
 from dope_stream.stream.dataset import LOADER_CONTEXT, RayFrameDataset
 from dope_stream.stream.frames import FrameStream
 from dope_stream.stream.session import cluster_address, connect, disconnect
-from dope_stream.writers import MANIFEST_NAME, open_writer, shard_name
+from dope_stream.exchange import MANIFEST_NAME, shard_name
+from dope_stream.writers import open_writer
 
 NB_FRAMES = 24
 FRAMES_PER_SHARD = 4
@@ -75,7 +76,7 @@ def unused_port() -> int:
 def test_unreachable_cluster_is_one_line_error(tmp_path):
     # A subprocess, so that this module's own Ray connection cannot hide the failure.
     address = f"127.0.0.1:{unused_port()}"
-    command = [sys.executable, "-m", "dope_stream.cli", "generate", "--ray", address, "--out", str(tmp_path / "d")]
+    command = [sys.executable, "-m", "dope_app.cli", "generate", "--ray", address, "--out", str(tmp_path / "d")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

@@ -9,14 +9,15 @@ import torch
 from toy_dataset import write_folder
 
 from dope_stream.assets import target_cuboids
-from dope_stream.cli import main
+from dope_app.cli import main
 from dope_stream.config import GenerateConfig
 from dope_stream.generate import generate
 from dope_stream.reader import open_dataset
 from dope_stream.stream.session import disconnect
 from trainer.checkpoint import list_checkpoints, load_model, read_checkpoint
 from trainer.config import TrainConfig
-from trainer.loop import autocast_dtype, choose_threads, decode_keypoints, train
+from trainer.decode import DecodeSettings, decode
+from trainer.loop import autocast_dtype, choose_threads, train
 from trainer.streaming import busy_renderer_cpus
 
 CLASS = "003_cracker_box"
@@ -54,12 +55,12 @@ def test_light_overfits_rendered_frames(rendered, tmp_path):
     frame = open_dataset([rendered]).frame(0)
     x = (torch.from_numpy(frame.image).permute(2, 0, 1)[None].float() / 255 - torch.tensor(meta.mean).view(1, 3, 1, 1)) / torch.tensor(meta.std).view(1, 3, 1, 1)
     with torch.no_grad():
-        belief = model(x)[-1][0]
+        belief, affinity = model(x)[-1]
     assert float(belief.max()) <= 1.0  # probabilities, not logits
-    decoded = decode_keypoints(belief)[0].numpy()
+    (decoded,) = decode(belief[0].numpy(), affinity[0].numpy(), meta.stride, DecodeSettings())  # what infer runs
     truth = frame.objects[0].projected_cuboid
-    inside = ((truth >= 0) & (truth < 128)).all(axis=1)
-    assert np.median(np.linalg.norm(decoded - truth, axis=1)[inside]) < 3.0
+    inside = ((truth >= 0) & (truth < 128)).all(axis=1) & decoded.found
+    assert inside.sum() >= 6 and np.median(np.linalg.norm(decoded.uv - truth, axis=1)[inside]) < 3.0
 
 
 def _resume_config(data: Path, out: Path, max_steps: int) -> TrainConfig:
@@ -176,3 +177,24 @@ def test_cpu_bf16_training_steps_run_and_lower_the_loss(rendered, tmp_path):
     )
     summary = train(config)
     assert np.mean(summary.losses[-3:]) < summary.losses[0] / 2, summary.losses
+
+
+def test_validation_error_is_measured_with_the_deployed_decoder():
+    """keypoint_errors decodes like `dope infer`: exact maps give ~0 px, empty maps find nothing."""
+    from infer_maps import draw_maps
+
+    from trainer.validation import keypoint_errors
+
+    truth = np.array([[20.0, 24.0], [90.0, 20.0], [92.0, 100.0], [18.0, 96.0], [30.0, 40.0], [80.0, 36.0],
+                      [84.0, 88.0], [28.0, 84.0], [55.0, 60.0]])
+    belief, affinity = draw_maps([truth], 128, 128)
+    keypoints = np.zeros((1, 8, 9, 2), np.float32)
+    keypoints[0, 0] = truth
+    errors, missed = keypoint_errors(belief[None], affinity[None], keypoints, np.array([1]), 128, 8)
+    assert missed == 0 and len(errors) == 9 and max(errors) < 0.2
+    shifted = keypoints.copy()
+    shifted[0, 0, :, 0] += 3.0  # the decoder finds the maps' keypoints, 3 px from these
+    errors, _ = keypoint_errors(belief[None], affinity[None], shifted, np.array([1]), 128, 8)
+    assert np.allclose(errors, 3.0, atol=0.2)
+    errors, missed = keypoint_errors(np.zeros_like(belief)[None], affinity[None], keypoints, np.array([1]), 128, 8)
+    assert errors == [] and missed == 9

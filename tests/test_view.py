@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 
-from dope_stream.cli import main
+from dope_app.cli import main
 from dope_stream.generate import generate
 from dope_stream.reader import open_dataset
 

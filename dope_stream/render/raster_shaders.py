@@ -68,7 +68,7 @@ uniform mat3 env_from_camera;
 uniform float intensity;
 
 // Direction in the environment frame (+Y up) -> equirect texture coordinate; see
-// raster.environment_direction_to_uv.
+// conventions.environment_direction_to_uv.
 vec2 equirect_uv(vec3 d) {
     d = normalize(d);
     return vec2(fract(atan(d.x, -d.z) / (2.0 * PI)), acos(clamp(d.y, -1.0, 1.0)) / PI);
@@ -78,7 +78,7 @@ vec3 environment_radiance(vec3 direction_cam, float lod) {
     return textureLod(environment, equirect_uv(env_from_camera * direction_cam), lod).rgb * intensity;
 }
 
-// Narkowicz's fit of the ACES filmic curve, then the sRGB transfer function (raster.tonemap_to_srgb8).
+// Narkowicz's fit of the ACES filmic curve, then the sRGB transfer function (conventions.tonemap_to_srgb8).
 vec3 filmic(vec3 x) {
     return clamp((x * (2.51 * x + 0.03)) / (x * (2.43 * x + 0.59) + 0.14), 0.0, 1.0);
 }

@@ -12,9 +12,9 @@ Pieces (each module imports Ray; only `dataset` imports torch):
   consumer is slow, actors finish their chunks and wait; when actors are slow, the consumer blocks in
   `ray.wait`. Faults: a chunk whose actor died goes back to the front of the queue and a fresh actor
   takes the dead one's place, so no frame is lost or produced twice.
-- `ray_generate`: `generate_with_ray(config)`, what `dope generate --ray` runs: renders the frames
-  still missing in `config.out` (resume after a kill) and writes them with the same writers as a local
-  run, so the shards are byte-identical to `dope generate` with the same seed.
+- `ray_generate`: `ray_samples(config, indices)`, the Ray sample source of `dope generate --ray`:
+  `dope_stream.generate.generate` writes what it yields with the same writers as a local run
+  (resuming after a kill), so the shards are byte-identical to `dope generate` with the same seed.
 - `dataset`: `RayFrameDataset`, a torch `IterableDataset` yielding raw WebDataset sample dicts.
 
 Who renders and writes what (one rule, no cross-process coordination): every consumer process —
@@ -25,9 +25,5 @@ shard until it is complete, which only works within one process) and shards of d
 never collide; finished shards on disk are read back instead of rendered again (resume, later
 epochs). Without writing, consumer c gets the frames i with i % n == c (finer balance). Either way
 the shares are disjoint and cover 0..nb_frames-1, so one pass yields every frame exactly once.
-The `workers` actors (or one per GPU of the cluster) are split between all consumers, at least one each.
+The `render_workers` actors (or one per GPU of the cluster) are split between all consumers, at least one each.
 """
-
-from .ray_generate import generate_with_ray
-
-__all__ = ["generate_with_ray"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import random
-import tarfile
 from contextlib import closing
 from pathlib import Path
 from typing import Iterator
@@ -28,16 +27,14 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..assets import target_cuboids
 from ..config import GenerateConfig
-from ..writers import DatasetWriter, open_writer, shard_name, shard_ranges
+from ..exchange import RawSample, read_shard, shard_name
+from ..writers import DatasetWriter, config_shard_ranges, open_writer
 from .frames import FrameStream, plan_actors
 from .session import cluster_address, connect
 
 log = logging.getLogger(__name__)
 
 LOADER_CONTEXT = "spawn"  # DataLoader(multiprocessing_context=LOADER_CONTEXT) when num_workers > 0
-
-RawSample = dict[str, bytes | str]
-
 
 def consumer_slot() -> tuple[int, int]:
     """(this consumer's number, number of consumers) over DDP ranks x DataLoader workers."""
@@ -52,21 +49,6 @@ def consumer_slot() -> tuple[int, int]:
 def actors_for(consumer: int, consumers: int, total_actors: int) -> int:
     """This consumer's share of the renderer actors (at least one)."""
     return max(1, total_actors // consumers + (consumer < total_actors % consumers))
-
-
-def read_shard(path: Path) -> Iterator[RawSample]:
-    """The samples of a finished shard, as webdataset groups them (key = name up to the first dot)."""
-    with tarfile.open(path) as tar:
-        sample: RawSample = {}
-        for member in tar:
-            key, _, name = member.name.partition(".")
-            if sample and sample["__key__"] != key:
-                yield sample
-                sample = {}
-            sample["__key__"] = key
-            sample[name] = tar.extractfile(member).read()
-        if sample:
-            yield sample
 
 
 def shuffled(samples: Iterator[RawSample], size: int, rng: random.Random) -> Iterator[RawSample]:
@@ -120,7 +102,7 @@ class RayFrameDataset(IterableDataset):
 
     def _frames_of_shards(self, consumer: int, consumers: int) -> Iterator[RawSample]:
         out = Path(self.config.out)
-        shards = [(k, frames) for k, frames in enumerate(shard_ranges(self.config)) if k % consumers == consumer]
+        shards = [(k, frames) for k, frames in enumerate(config_shard_ranges(self.config)) if k % consumers == consumer]
         finished = [k for k, _ in shards if (out / shard_name(k)).is_file()]
         if finished:
             log.info("consumer %d/%d: %d finished shard(s) read back from %s", consumer, consumers, len(finished), out)

@@ -1,22 +1,27 @@
 """Renderer actors and `FrameStream`, the coordinator that streams their frames with bounded work.
 
 The coordinator runs in the consuming process: it hands frame indices out in chunks, in index order
-(so shards fill up one after another), to the actor with the fewest queued chunks, and yields
+(so shards fill up one after another), to the ready actor with the fewest queued chunks, and yields
 frames in arrival order. Frames handed out but not yet consumed never exceed `buffer`: that bounds
 the memory held in actors, in Ray's object store and here, and makes the actors pause when the
 consumer is slower than they are.
+
+Actors are spread over the cluster's nodes (Ray's SPREAD strategy) and get work only once they
+are ready, so a replacement that finds no free CPU/GPU (its node died) just never gets any: the
+other actors finish the job. A chunk is lost when its actor dies or when its result lived in the
+object store of a node that died; either way it is handed out again.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
 from ..config import GenerateConfig
 from ..errors import DopeError
@@ -37,6 +42,7 @@ class RenderedChunk:
     samples: list[Sample]
     busy_s: float  # seconds spent rendering the chunk
     finished_at: list[float]  # time.monotonic() when each frame was done (one clock per host)
+    node: str  # Ray node id of the actor
 
 
 class FrameRenderer:
@@ -62,7 +68,7 @@ class FrameRenderer:
         for index in indices:
             samples.append(self.synthesizer.render(index))
             finished_at.append(time.monotonic())
-        return RenderedChunk(samples, time.perf_counter() - start, finished_at)
+        return RenderedChunk(samples, time.perf_counter() - start, finished_at, ray.get_runtime_context().get_node_id())
 
 
 RendererActor = ray.remote(FrameRenderer)
@@ -78,9 +84,9 @@ class ActorPlan:
 
 
 def plan_actors(config: GenerateConfig) -> ActorPlan:
-    """One actor per `actor_gpus` GPUs when the cluster has GPUs, else `workers` CPU actors.
+    """One actor per `actor_gpus` GPUs when the cluster has GPUs, else `render_workers` CPU actors.
 
-    CPU actors reserve at most one CPU each, less when `workers` exceeds the cluster's CPUs, so the
+    CPU actors reserve at most one CPU each, less when `render_workers` exceeds the cluster's CPUs, so the
     number the user asked for always fits (oversubscribing is then their explicit choice).
     """
     resources = ray.cluster_resources()
@@ -91,7 +97,7 @@ def plan_actors(config: GenerateConfig) -> ActorPlan:
             raise DopeError(f"actor_gpus: {config.actor_gpus} GPUs per actor, but the Ray cluster has {gpus:g}")
         return ActorPlan(count, 1.0, config.actor_gpus)
     cpus = resources.get("CPU", 1.0)
-    return ActorPlan(config.workers, min(1.0, cpus / config.workers), 0.0)
+    return ActorPlan(config.render_workers, min(1.0, cpus / config.render_workers), 0.0)
 
 
 @dataclass
@@ -103,6 +109,7 @@ class StreamStats:
     frames: int = 0
     busy_s: float = 0.0  # rendering seconds summed over actors
     replaced_actors: int = 0
+    frames_by_node: Counter = field(default_factory=Counter)  # Ray node id -> frames its actors rendered
     rendered_at: list[float] = field(default_factory=list)
     consumed_at: list[float] = field(default_factory=list)
 
@@ -117,7 +124,8 @@ class StreamStats:
         elapsed = self.elapsed_s()
         return (
             f"{self.frames} frames by {self.actors} actors in {elapsed:.1f} s ({self.frames / max(1e-9, elapsed):.1f} "
-            f"frames/s, actors idle {self.idle_share():.0%}, {self.replaced_actors} replaced)"
+            f"frames/s, on {len(self.frames_by_node)} node(s), actors idle {self.idle_share():.0%}, "
+            f"{self.replaced_actors} replaced)"
         )
 
     def max_buffered(self) -> int:
@@ -134,7 +142,7 @@ class FrameStream:
     """Iterate to render `indices` with `actors` renderer actors; yields each frame once, as it arrives.
 
     Actors start when iteration starts and are killed when it ends (also on break or error). A chunk
-    whose actor died is handed out again, to a fresh actor that replaces the dead one.
+    whose actor died is handed out again; a fresh actor replaces the dead one and gets work once ready.
     """
 
     def __init__(
@@ -155,16 +163,17 @@ class FrameStream:
         self.chunk_size = max(1, min(MAX_CHUNK, self.buffer // (actors * CHUNKS_PER_ACTOR)))
         self.trace = trace
         self.actors: list = []
-        self.dead_slots: set[int] = set()
+        self.starting: dict[ray.ObjectRef, int] = {}  # ready() call -> slot of an actor not ready yet
+        self.ready_slots: set[int] = set()  # slots whose actor takes chunks
         self.stats = StreamStats(actors)
 
     def __iter__(self) -> Iterator[Sample]:
         if not self.indices:
             return
         try:
-            self.actors = [self._start_actor() for _ in range(self.actor_count)]
-            self.dead_slots = set()
-            self._wait_until_ready()
+            self.actors = [None] * self.actor_count
+            for slot in range(self.actor_count):
+                self._start_actor(slot)
             self.stats = StreamStats(self.actor_count)
             yield from self._dispatch()
         finally:
@@ -173,23 +182,12 @@ class FrameStream:
     def close(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
-        self.actors = []
+        self.actors, self.starting, self.ready_slots = [], {}, set()
 
-    def _start_actor(self):
-        return RendererActor.options(num_cpus=self.plan.num_cpus, num_gpus=self.plan.num_gpus).remote(self.config)
-
-    def _wait_until_ready(self) -> None:
-        try:
-            errors = ray.get([actor.ready.remote() for actor in self.actors], timeout=ACTOR_START_TIMEOUT_S)
-        except GetTimeoutError:
-            raise DopeError(
-                f"ray: {self.actor_count} renderer actors did not start within {ACTOR_START_TIMEOUT_S:.0f} s; "
-                f"each needs {self.plan.num_cpus:g} CPU and {self.plan.num_gpus:g} GPU "
-                f"(the cluster has {ray.cluster_resources()})"
-            ) from None
-        for error in errors:
-            if error is not None:
-                raise DopeError(error)
+    def _start_actor(self, slot: int) -> None:
+        options = dict(num_cpus=self.plan.num_cpus, num_gpus=self.plan.num_gpus, scheduling_strategy="SPREAD")
+        self.actors[slot] = RendererActor.options(**options).remote(self.config)
+        self.starting[self.actors[slot].ready.remote()] = slot
 
     def _dispatch(self) -> Iterator[Sample]:
         pending = deque(self.indices)  # not handed out yet (or handed back by a dead actor)
@@ -205,21 +203,48 @@ class FrameStream:
                 yield sample
                 outstanding -= 1
                 continue
-            if not running:
+            if not running and not pending:
                 return
-            (task,), _ = ray.wait(list(running), num_returns=1)
-            slot, chunk = running.pop(task)
-            chunk_result = self._collect(task, slot, running)
+            done = self._wait(running)
+            if done in self.starting:
+                self._actor_started(done, running)
+                continue
+            slot, chunk = running.pop(done)
+            chunk_result = self._collect(done, slot, running)
             if chunk_result is None:
                 pending.extendleft(reversed(chunk))
                 outstanding -= len(chunk)
             else:
                 ready.extend(chunk_result.samples)
 
+    def _wait(self, running: dict) -> ray.ObjectRef:
+        """The next finished chunk or started actor; with nothing rendering, actors must start in time."""
+        timeout = None if running else ACTOR_START_TIMEOUT_S
+        done, _ = ray.wait(list(running) + list(self.starting), num_returns=1, timeout=timeout)
+        if not done:
+            raise DopeError(
+                f"ray: no renderer actor started within {ACTOR_START_TIMEOUT_S:.0f} s; each needs "
+                f"{self.plan.num_cpus:g} CPU and {self.plan.num_gpus:g} GPU (the cluster has {ray.cluster_resources()})"
+            )
+        return done[0]
+
+    def _actor_started(self, ready_call: ray.ObjectRef, running: dict) -> None:
+        slot = self.starting.pop(ready_call)
+        try:
+            error = ray.get(ready_call)
+        except RayActorError:  # died while starting (e.g. with its node)
+            self._replace_actor(slot, running)
+            return
+        if error is not None:
+            raise DopeError(error)
+        if not self.ready_slots and not self.stats.frames:
+            self.stats.started_at = time.monotonic()  # throughput from the first ready actor on
+        self.ready_slots.add(slot)
+
     def _submit(self, pending: deque[int], running: dict, outstanding: int) -> int:
-        """Hand chunks to the least busy actors while the buffer and the per-actor queues allow."""
+        """Hand chunks to the least busy ready actors while the buffer and the per-actor queues allow."""
         handed_out = 0
-        queued = {slot: 0 for slot in range(len(self.actors)) if slot not in self.dead_slots}
+        queued = {slot: 0 for slot in self.ready_slots}
         for slot, _ in running.values():
             if slot in queued:
                 queued[slot] += 1
@@ -235,10 +260,10 @@ class FrameStream:
         return handed_out
 
     def _collect(self, task: ray.ObjectRef, slot: int, running: dict) -> RenderedChunk | None:
-        """The chunk's frames, or None when its actor died (then a fresh actor takes the slot)."""
+        """The chunk's frames, or None when they were lost with their actor or node."""
         try:
             chunk_result: RenderedChunk = ray.get(task)
-        except RayActorError:
+        except (RayActorError, ObjectLostError):
             self._replace_actor(slot, running)
             return None
         except RayTaskError as err:
@@ -247,19 +272,19 @@ class FrameStream:
             raise
         self.stats.frames += len(chunk_result.samples)
         self.stats.busy_s += chunk_result.busy_s
+        self.stats.frames_by_node[chunk_result.node] += len(chunk_result.samples)
         if self.trace:
             self.stats.rendered_at.extend(chunk_result.finished_at)
         return chunk_result
 
     def _replace_actor(self, slot: int, running: dict) -> None:
         """Replace the dead actor of `slot` once its last queued chunk has failed too."""
-        self.dead_slots.add(slot)  # no new chunks for it meanwhile
+        self.ready_slots.discard(slot)  # no new chunks for it meanwhile
         if any(s == slot for s, _ in running.values()):
             return
         if self.stats.replaced_actors >= REPLACEMENTS_PER_ACTOR * self.actor_count:
             raise DopeError(f"ray: {self.stats.replaced_actors} renderer actors died; see the Ray logs for why")
-        log.warning("renderer actor %d died; its unfinished frames go to a fresh actor", slot)
+        log.warning("renderer actor %d died; its unfinished frames go back to the queue, a fresh actor starts", slot)
         ray.kill(self.actors[slot])
-        self.actors[slot] = self._start_actor()
-        self.dead_slots.discard(slot)
+        self._start_actor(slot)
         self.stats.replaced_actors += 1

@@ -1,4 +1,4 @@
-"""Container entry point: `python -m trainer.container` (what the images in docker/ run).
+"""Container entry point: `python -m dope_app.container` (what the images in docker/ run).
 
 One program for every way the images are used: generate a dataset, train on one, both in turn, or
 train on frames rendered live by Ray actors (`generator`: generate-only, train-only,
@@ -7,8 +7,12 @@ generate-then-train, streaming). It composes the library (`dope_stream.generate.
 
 Settings are the keys of `ContainerConfig` plus every `GenerateConfig` and `TrainConfig` key (the
 seed's knobs `obj`, `spp`, `nb_objects`, `nb_distractors`, `nb_frames`, `epochs`, `batch_size` among
-them). `workers` is the rendering processes; `loader_workers` the training data-loading processes.
-`seed` sets both stages. `out`, `resume` and `stream` are the container's to set. Sources, lowest
+them), flat: the container routes each to its section of the configuration tree
+(`dope_app.config.DopeConfig`). `render_workers` is the rendering processes (`workers`, its old
+name, still works), `loader_workers` the training data-loading processes. `seed` sets both stages.
+`out`, `resume` and `stream` are the container's to set: with `generator: streaming` the trainer's
+`stream` is the generate section itself. `pathtrace` takes a mapping (`{"threads": 2}`); the
+variables DOPE_MITSUBA_VARIANT and DOPE_PATHTRACE_THREADS fill it when unset. Sources, lowest
 precedence first:
   1. data channels: `SM_CHANNEL_<NAME>` or, as SageMaker mounts them, `ROOT/input/data/<name>`:
      `training` -> data, `validation` -> val_data, `obj` -> obj (every mesh in it), `hdri`,
@@ -30,7 +34,6 @@ out/model and out/checkpoints. A bad setting is one line on stderr (and, under S
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -38,16 +41,19 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
-from dope_stream.atomic import write_atomically
+from dope_stream.exchange import write_atomically
 from dope_stream.assets import MESH_SUFFIXES, list_files
-from dope_stream.config import ConfigModel, GenerateConfig, describe_validation_error, read_yaml
+from dope_stream.config import ConfigModel, GenerateConfig, describe_validation_error, did_you_mean, read_yaml
 from dope_stream.errors import DopeError
 from trainer.config import TrainConfig
+
+from .config import ContainerConfig, DopeConfig
+from .environment import BACKEND_VARIABLES, with_backend_environment
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +77,6 @@ MANAGED_KEYS = {
     "resume": "a restart always resumes from checkpoint_dir",
     "stream": "set generator: streaming instead",
 }
-
-
-class ContainerConfig(ConfigModel):
-    """What the container runs and where it keeps its files."""
-
-    generator: Literal["generate-only", "train-only", "generate-then-train", "streaming"] = Field(
-        "generate-then-train", description="what to run: render a dataset, train on one, both, or train on frames rendered live"
-    )
-    dataset: Path | None = Field(None, description="folder the frames are generated into (default: checkpoint_dir/dataset)")
-    checkpoint_dir: Path | None = Field(None, description="generated frames and training checkpoints, kept across restarts")
-    model_dir: Path | None = Field(None, description="where the final model.pt goes (default: SM_MODEL_DIR, ROOT/model or out/model)")
-    loader_workers: int = Field(2, ge=0, description="training data-loading processes (TrainConfig.workers)")
-    processes: int | None = Field(
-        None, ge=1, description="training processes (torchrun, one device each); default: one per visible GPU, else 1"
-    )
 
 
 @dataclass
@@ -115,19 +106,32 @@ class Environment:
 
 @dataclass
 class RunPlan:
-    """The validated settings of each stage."""
+    """The validated settings of each stage, as one configuration tree, and where files go."""
 
-    container: ContainerConfig
-    generate: GenerateConfig
-    train: TrainConfig
+    tree: DopeConfig
     dataset: Path
     checkpoint_dir: Path
     model_dir: Path
+
+    @property
+    def container(self) -> ContainerConfig:
+        return self.tree.container
+
+    @property
+    def generate(self) -> GenerateConfig:
+        return self.tree.generate
+
+    @property
+    def train(self) -> TrainConfig:
+        return self.tree.train
 
 
 # --- reading the settings -------------------------------------------------------------------------
 
 STAGE_MODELS: tuple[type[ConfigModel], ...] = (ContainerConfig, GenerateConfig, TrainConfig)
+# The old name of render_workers (TrainConfig's `workers`, loader_workers' old name, was never a
+# container key: the container always called that loader_workers).
+RENAMED_KEYS = {"workers": "render_workers"}
 
 
 def known_keys() -> list[str]:
@@ -140,10 +144,20 @@ def check_keys(layer: Layer) -> None:
     for key in sorted(layer.values):
         if key in MANAGED_KEYS:
             raise DopeError(f"{layer.source}: key '{key}' is set by the container ({MANAGED_KEYS[key]})")
-        if key not in known_keys():
-            close = difflib.get_close_matches(key, known_keys(), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise DopeError(f"{layer.source}: unknown key '{key}'{hint}")
+        if key not in known_keys() and key not in RENAMED_KEYS:
+            raise DopeError(f"{layer.source}: unknown key '{key}'{did_you_mean(key, known_keys(), list_when_none=False)}")
+
+
+def renamed(layer: Layer) -> Layer:
+    """The layer with old key names replaced by the new ones (with a deprecation warning)."""
+    values = dict(layer.values)
+    for old, new in RENAMED_KEYS.items():
+        if old in values:
+            if new in values:
+                raise DopeError(f"{layer.source}: '{old}' and '{new}' are the same setting ('{old}' is its old name): give one")
+            log.warning("%s: key '%s' is deprecated: it is now '%s'", layer.source, old, new)
+            values[new] = values.pop(old)
+    return Layer(layer.source, values)
 
 
 def decode_text(value: str) -> Any:
@@ -183,15 +197,16 @@ def read_hyperparameters(env: Environment) -> Layer | None:
 def read_environment(env: Environment) -> list[Layer]:
     """DOPE_<KEY> variables, one layer each so an error names the variable.
 
-    A DOPE_ variable that is not a setting is someone else's (DOPE_MITSUBA_VARIANT) unless its name is
-    close to a setting's: then it is taken as a misspelt setting, so that it fails loudly.
+    A DOPE_ variable that is not a setting is someone else's unless its name is close to a setting's:
+    then it is taken as a misspelt setting, so that it fails loudly. The backend variables
+    (DOPE_MITSUBA_VARIANT) are read by `with_backend_environment`.
     """
     layers = []
     for name, value in sorted(env.variables.items()):
         key = name.removeprefix(ENV_PREFIX).lower()
-        if name in (ROOT_ENV, CONFIG_ENV) or not name.startswith(ENV_PREFIX):
+        if name in (ROOT_ENV, CONFIG_ENV, *BACKEND_VARIABLES) or not name.startswith(ENV_PREFIX):
             continue
-        if key in known_keys() or difflib.get_close_matches(key, known_keys(), n=1):
+        if key in known_keys() or did_you_mean(key, known_keys(), list_when_none=False):
             layers.append(Layer(f"environment variable {name}", {key: decode_text(value)}))
     return layers
 
@@ -252,7 +267,7 @@ def collect_layers(argv: list[str], env: Environment) -> list[Layer]:
     layers += read_environment(env) + [options]
     for layer in layers:
         check_keys(layer)
-    return layers
+    return [renamed(layer) for layer in layers]
 
 
 def validated(model: type[ConfigModel], values: dict[str, Any], origin: dict[str, str]) -> Any:
@@ -262,7 +277,7 @@ def validated(model: type[ConfigModel], values: dict[str, Any], origin: dict[str
     except ValidationError as err:
         location = err.errors()[0]["loc"]
         source = origin.get(str(location[0]), "settings") if location else "settings"
-        raise DopeError(f"{source}: {describe_validation_error(err)}") from None
+        raise DopeError(f"{source}: {describe_validation_error(err, model)}") from None
 
 
 def plan_run(layers: list[Layer], env: Environment) -> RunPlan:
@@ -281,8 +296,8 @@ def plan_run(layers: list[Layer], env: Environment) -> RunPlan:
     )
     dataset = container.dataset or checkpoint_dir / "dataset"
     generate = validated(GenerateConfig, {**pick(GenerateConfig), "out": dataset}, origin)
-    # `workers` is the renderers' count; the training stage's own is loader_workers.
-    train_values = {**pick(TrainConfig), "workers": container.loader_workers, "out": checkpoint_dir / "train"}
+    generate = with_backend_environment(generate, env.variables)
+    train_values = {**pick(TrainConfig), "out": checkpoint_dir / "train"}
     if container.generator == "train-only":
         if not train_values.get("data"):
             raise DopeError("generator train-only: no training data (set 'data' or give a 'training' channel)")
@@ -291,9 +306,9 @@ def plan_run(layers: list[Layer], env: Environment) -> RunPlan:
     elif container.generator != "streaming":
         train_values["data"] = [dataset]
     else:
-        train_values["stream"] = checkpoint_dir / "stream.yaml"
+        train_values["stream"] = generate
     train = validated(TrainConfig, train_values, origin)
-    return RunPlan(container, generate, train, dataset, checkpoint_dir, model_dir)
+    return RunPlan(DopeConfig(container=container, generate=generate, train=train), dataset, checkpoint_dir, model_dir)
 
 
 # --- running --------------------------------------------------------------------------------------
@@ -312,8 +327,6 @@ def run_plan(plan: RunPlan) -> Path | None:
         return None
     if generator == "generate-then-train":
         generate_in_child(plan.generate)
-    if generator == "streaming":
-        write_text_atomic(plan.train.stream, plan.generate.to_yaml())
     return train_and_export(plan)
 
 
@@ -367,7 +380,7 @@ def train_with_torchrun(config: TrainConfig, processes: int, config_file: Path) 
     write_text_atomic(config_file, config.to_yaml())
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-        "-m", "dope_stream.cli", "train", "--config", str(config_file),
+        "-m", "dope_app.cli", "train", "--config", str(config_file),
     ]
     log.info("training in %d processes: %s", processes, " ".join(command))
     code = subprocess.run(command).returncode

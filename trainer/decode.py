@@ -208,3 +208,12 @@ def _nearest(maps: np.ndarray, xy: np.ndarray) -> np.ndarray:
     cols = np.rint(xy[:, 0]).astype(int).clip(0, width - 1)
     rows = np.rint(xy[:, 1]).astype(int).clip(0, height - 1)
     return maps[np.arange(len(xy)), rows, cols]
+
+
+def decode_network_maps(belief: np.ndarray, affinity: np.ndarray, offsets: np.ndarray | None, stride: int,
+                        settings: DecodeSettings, offset_scale: float | None) -> list[ObjectKeypoints]:
+    """The one decoder validation and `dope infer` run on one image's maps: by corner offsets for an
+    offset network (`offset_scale` set), by affinity grouping otherwise."""
+    if offset_scale is not None:
+        return decode_offsets(belief, offsets, stride, settings, offset_scale)
+    return decode(belief, affinity, stride, settings)

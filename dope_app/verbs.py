@@ -1,0 +1,90 @@
+"""What each `dope VERB` runs, given its validated config (see `dope_app.cli`).
+
+Each function imports its stage only when called, so `dope generate` never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dope_stream.config import GenerateConfig
+from dope_stream.outputs import output_file, output_folder
+from infer.config import EvaluateConfig, ExportConfig, InferConfig
+from trainer.config import TrainConfig
+
+from .config import DemoConfig
+from .environment import passive_openmp_wait
+
+log = logging.getLogger(__name__)
+
+
+def generate(config: GenerateConfig) -> int:
+    from dope_stream.generate import generate as generate_dataset
+
+    out = generate_dataset(config)
+    log.info("dataset in %s (%d frames, %s layout)", out, config.nb_frames, config.layout)
+    return 0
+
+
+def train(config: TrainConfig) -> int:
+    passive_openmp_wait()
+    from trainer.loop import train as train_network
+
+    summary = train_network(config)
+    if summary.checkpoint is not None:
+        log.info("trained %d steps; checkpoint %s", summary.steps, summary.checkpoint)
+    if summary.images:
+        log.info("%d images in %.0f s of training; waited for data %.1f%% of the time", summary.images,
+                 summary.train_s + summary.wait_s, 100 * summary.wait_share)
+    return 0
+
+
+def infer(config: InferConfig) -> int:
+    from infer.inference import run_inference
+
+    summary = run_inference(config)
+    if summary.frames:
+        log.info("%.1f frames/s including reading and writing", summary.frames / summary.seconds)
+    return 0
+
+
+def evaluate(config: EvaluateConfig) -> int:
+    from rich.console import Console
+
+    from infer.evaluate import evaluate_folders, metrics_table, write_metrics
+
+    out = output_folder(config.out or config.pred, "--out")
+    metrics = evaluate_folders(config.pred, config.gt, config.models, config.symmetric, config.min_visibility)
+    json_path, curve_path = write_metrics(metrics, out)
+    Console().print(metrics_table(metrics))
+    log.info("wrote %s and %s", json_path, curve_path)
+    return 0
+
+
+def export(config: ExportConfig) -> int:
+    from infer.export import calibration_batches, export_onnx, max_abs_difference, output_difference, quantize_int8
+    from infer.loading import load_torch_network
+
+    output_file(config.onnx, "--onnx")
+    model, info = load_torch_network(config)
+    # Calibration images are read first: a bad folder fails before anything is written.
+    batches = calibration_batches(config.calibration, info, config.width, config.height) if config.int8 else []
+    path = export_onnx(model, info, config.onnx, config.width, config.height, config.dynamic, config.opset)
+    difference = max_abs_difference(model, path, config.width, config.height)
+    print(f"exported {path} (input 1x3x{config.height}x{config.width}{', dynamic' if config.dynamic else ''}; "
+          f"mean {list(info.mean)}, std {list(info.std)}); max |torch - onnxruntime| = {difference:.2e}")
+    if config.int8:
+        quantized = quantize_int8(path, path.with_suffix(".int8.onnx"), batches)
+        change = output_difference(path, quantized, batches)
+        print(f"int8: {quantized} (calibrated on {len(batches)} images); belief |fp32 - int8| max "
+              f"{change['max_belief_difference']:.3f}, mean {change['mean_belief_difference']:.4f}; "
+              f"{change['peaks_moved']} of {change['peaks']} belief peaks moved by more than one cell")
+    return 0
+
+
+def demo(config: DemoConfig) -> int:
+    passive_openmp_wait()
+    from .demo import run_demo
+
+    log.info("report: %s", run_demo(config))
+    return 0
