@@ -41,6 +41,9 @@ def generate(config: GenerateConfig) -> Path:
     missing = frames_to_render(config.out, config)
     if not missing:
         log.info("%s already holds all %d frames", config.out, config.nb_frames)
+        # A run killed after its last frame but before its final manifest left one that says
+        # incomplete: rewrite it from the files on disk.
+        open_writer(config, cuboids).close()
         return Path(config.out)
     with sample_source(config, missing) as samples:
         desc = "generate (ray)" if config.ray is not None else "generate"
