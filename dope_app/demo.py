@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dope_stream.exchange import write_atomically
+from dope_stream.outputs import output_folder
 from dope_stream.config import GenerateConfig
 
 from .config import DemoConfig, DopeConfig
@@ -52,7 +53,7 @@ def run_demo(config: DemoConfig) -> Path:
     if config.stream and not streaming:
         log.warning("live streaming is not installed: rendering the training set first")
     tree = config.tree(streaming)
-    config.out.mkdir(parents=True, exist_ok=True)
+    output_folder(config.out, "--out")
     times: list[StageTime] = [_train(tree, streaming)]
 
     start = time.perf_counter()

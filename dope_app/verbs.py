@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from dope_stream.config import GenerateConfig
+from dope_stream.outputs import output_file, output_folder
 from infer.config import EvaluateConfig, ExportConfig, InferConfig
 from trainer.config import TrainConfig
 
@@ -54,13 +55,13 @@ def evaluate(config: EvaluateConfig) -> int:
 
     from dope_stream.bop import is_bop
 
+    out = output_folder(config.out or (config.pred if config.pred.is_dir() else config.pred.parent), "--out")
     if is_bop(config.gt):
         from infer.bop_io import evaluate_bop
 
         metrics = evaluate_bop(config.pred, config.gt, config.symmetric, config.min_visibility)
     else:
         metrics = evaluate_folders(config.pred, config.gt, config.models, config.symmetric, config.min_visibility)
-    out = config.out or (config.pred if config.pred.is_dir() else config.pred.parent)
     json_path, curve_path = write_metrics(metrics, out)
     Console().print(metrics_table(metrics))
     log.info("wrote %s and %s", json_path, curve_path)
@@ -70,6 +71,7 @@ def evaluate(config: EvaluateConfig) -> int:
 def export(config: ExportConfig) -> int:
     from infer.loading import load_torch_network
 
+    output_file(config.onnx, "--onnx")
     model, info = load_torch_network(config)
     if config.official is not None:
         from infer.export import export_official

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 MESH_SUFFIXES = (".obj", ".ply", ".glb", ".gltf", ".stl", ".off")
 HDR_SUFFIXES = (".hdr", ".exr")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+JPEG_END = b"\xff\xd9"  # the EOI marker that closes every complete JPEG
 GENERIC_MESH_STEMS = ("model", "textured", "mesh", "model_normalized")
 
 
@@ -112,6 +113,10 @@ def load_mesh(path: Path, key: str, scale: float = 1.0) -> MeshAsset:
     import trimesh
 
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.suffix.lower() in MESH_SUFFIXES)
+        raise DopeError(f"mesh {path} is a folder; give a mesh file ({', '.join(inside[:3]) or 'it holds none'}"
+                        f"{', ...' if len(inside) > 3 else ''})")
     if not path.is_file():
         raise DopeError(f"mesh {path} does not exist")
     _check_referenced_textures(path)
@@ -243,6 +248,10 @@ def load_hdri(path: Path) -> np.ndarray:
 
 def load_photo(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is not None and path.suffix.lower() in (".jpg", ".jpeg") and not path.read_bytes().rstrip(b"\0").endswith(JPEG_END):
+        # imread decodes a cut file without an error, filling the rest grey; libjpeg's warning names no file.
+        log.warning("background image %s does not end with a JPEG end marker: truncated? Its missing part is grey; "
+                    "replace the file", path)
     if image is None:
         raise DopeError(f"background image {path} cannot be read")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
+import math
 import textwrap
 import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Iterable, Iterator, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from .errors import DopeError
@@ -77,6 +80,14 @@ def _parse_floats(count: int):
     return parse
 
 
+def check_focal_lengths(intrinsics: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """fx, fy > 0 and every value finite (a zero or negative focal length projects nothing sensible)."""
+    fx, fy, cx, cy = intrinsics
+    if not (fx > 0 and fy > 0) or not all(math.isfinite(v) for v in intrinsics):
+        raise ValueError(f"focal lengths fx, fy must be positive and all of fx,fy,cx,cy finite, got {fx:g},{fy:g},{cx:g},{cy:g}")
+    return intrinsics
+
+
 def _parse_list(value: Any) -> list:
     if isinstance(value, str):
         return [v for v in value.split(",") if v]
@@ -86,6 +97,7 @@ def _parse_list(value: Any) -> list:
 IntRange = Annotated[tuple[int, int], BeforeValidator(_parse_range)]
 FloatPair = Annotated[tuple[float, float], BeforeValidator(_parse_floats(2))]
 FloatQuad = Annotated[tuple[float, float, float, float], BeforeValidator(_parse_floats(4))]
+CameraIntrinsics = Annotated[FloatQuad, AfterValidator(check_focal_lengths)]
 PathList = Annotated[list[Path], BeforeValidator(_parse_list)]
 StrList = Annotated[list[str], BeforeValidator(_parse_list)]
 
@@ -188,12 +200,15 @@ def describe_validation_error(err: ValidationError, model: type[BaseModel] | Non
     """The first problem, unknown keys first, naming the option by its dotted path in the tree."""
     errors = err.errors()
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    where = ".".join(str(p) for p in first["loc"]) or "config"
     if first["type"] == "extra_forbidden":
+        where = ".".join(str(p) for p in first["loc"]) or "config"
         parent = sub_model(model, first["loc"][:-1]) if model is not None else None
         hint = did_you_mean(str(first["loc"][-1]), parent.model_fields) if parent is not None else ""
         return f"unknown key '{where}'{hint}"
     message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:  # a check across options: its message names them (the input is every option)
+        return message
+    where = ".".join(str(p) for p in first["loc"])
     return f"option '{where}': {message} (got {first.get('input')!r})"
 
 
@@ -280,7 +295,7 @@ class GenerateConfig(ConfigModel):
     width: int = Field(512, ge=16, le=8192, description="image width in pixels")
     height: int = Field(512, ge=16, le=8192, description="image height in pixels")
     fov: float = Field(60.0, gt=1, lt=170, description="horizontal field of view in degrees")
-    intrinsics: FloatQuad | None = Field(None, description="fx,fy,cx,cy in pixels (overrides fov)")
+    intrinsics: CameraIntrinsics | None = Field(None, description="fx,fy,cx,cy in pixels (overrides fov)")
     spp: int | None = Field(
         None, ge=1, le=4096,
         description=f"samples per pixel; none: each backend's default ({', '.join(f'{k}: {v}' for k, v in DEFAULT_SPP.items())}). raster: MSAA "
@@ -391,7 +406,7 @@ class GenerateConfig(ConfigModel):
     @model_validator(mode="after")
     def _check_classes(self) -> "GenerateConfig":
         if self.class_names is not None and len(self.class_names) != len(self.obj):
-            raise ValueError(f"class_names has {len(self.class_names)} names for {len(self.obj)} obj meshes")
+            raise ValueError(f"option 'class_names': {len(self.class_names)} names for {len(self.obj)} obj meshes (one name per mesh)")
         return self
 
     @field_validator("elevation")

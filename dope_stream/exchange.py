@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import math
 import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
@@ -167,6 +169,16 @@ def write_atomically(path: Path, write: Callable[[Path], object], temporary: Pat
     return path
 
 
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the hidden temporaries (`.NAME.tmp.SUFFIX`) that killed `write_atomically` calls left in
+    `folder`; returns them."""
+    left = sorted(Path(folder).glob(".*.tmp*"))
+    for tmp in left:
+        logging.getLogger(__name__).info("removing %s, left by an interrupted write", tmp)
+        tmp.unlink(missing_ok=True)
+    return left
+
+
 def write_dataset_file(path: Path, data: bytes) -> None:
     """One member file or manifest of a dataset folder, written atomically."""
     write_atomically(path, lambda tmp: tmp.write_bytes(data), dataset_temporary(path))
@@ -212,7 +224,7 @@ def manifest_unit(manifest: dict | None, name: str) -> str | None:
     if manifest is None or "units" not in manifest:
         return None
     unit = manifest["units"]
-    if unit not in ("m", "cm"):
+    if not isinstance(unit, str) or unit not in ("m", "cm"):
         raise DopeError(f"{name}: field 'units' must be 'm' or 'cm', got {unit!r}")
     return unit
 
@@ -229,7 +241,11 @@ def manifest_cuboids(manifest: dict | None, name: str) -> dict[str, Cuboid]:
     for class_name, entry in classes.items():
         block = entry.get("cuboid", entry) if isinstance(entry, dict) else None
         try:
-            cuboids[class_name] = Cuboid.from_dict(block)
-        except (KeyError, TypeError, ValueError):
+            cuboid = Cuboid.from_dict(block)
+            values = [*cuboid.center, *cuboid.extent]
+            if len(cuboid.center) != 3 or len(cuboid.extent) != 3 or not all(math.isfinite(v) for v in values):
+                raise ValueError
+            cuboids[class_name] = cuboid
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise DopeError(f"{name}: classes.{class_name}: expected a cuboid with 'center' and 'extent'") from None
     return cuboids

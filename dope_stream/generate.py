@@ -23,6 +23,8 @@ from tqdm import tqdm
 from .assets import target_cuboids
 from .config import GenerateConfig
 from .geometry import Cuboid
+from .outputs import output_folder
+from .processes import die_with_parent
 from .synth import FrameSynthesizer, Sample
 from .writers import DatasetWriter, frames_to_render, open_writer
 
@@ -34,10 +36,14 @@ CHUNKS_IN_FLIGHT_PER_WORKER = 2  # bounds memory while keeping every worker busy
 
 def generate(config: GenerateConfig) -> Path:
     """Render every missing frame of `config` into `config.out`; returns the output folder."""
+    output_folder(config.out, "--out")
     cuboids = target_cuboids(config)  # checks the target meshes before any process starts
     missing = frames_to_render(config.out, config)
     if not missing:
         log.info("%s already holds all %d frames", config.out, config.nb_frames)
+        # A run killed after its last frame but before its final manifest left one that says
+        # incomplete: rewrite it from the files on disk.
+        open_writer(config, cuboids).close()
         return Path(config.out)
     with sample_source(config, missing) as samples:
         desc = "generate (ray)" if config.ray is not None else "generate"
@@ -93,7 +99,11 @@ def _render_in_processes(config: GenerateConfig, indices: list[int]) -> Iterator
     size = max(1, min(MAX_CHUNK, len(indices) // (config.render_workers * 4)))
     chunks = iter([indices[i : i + size] for i in range(0, len(indices), size)])
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(config.render_workers, mp_context=context) as pool:
+    # Started from this (the main) thread, and killed with this process: see `die_with_parent`.
+    pool = ProcessPoolExecutor(
+        config.render_workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)
+    )
+    with pool:
         running: set[Future] = set()
         try:
             while True:

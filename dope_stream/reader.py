@@ -42,6 +42,8 @@ import cv2
 import numpy as np
 
 from .bop import BopDataset, index_bop, is_bop
+from .completeness import check_against_manifest
+from .config import check_focal_lengths
 from .errors import DopeError
 from .exchange import (
     ANNOTATION_MEMBER, IMAGE_MEMBERS, IMAGE_SUFFIXES, LAYER_MEMBERS, MANIFEST_NAME, SHARD_SUFFIXES, manifest_cuboids,
@@ -97,12 +99,40 @@ def decode_sample(sample: dict, unit: Unit = "auto") -> Frame:
         raise DopeError(f"{name}: sample has no .json annotation")
     raw = parse_json(sample["json"], f"{name}.json")
     annotation = canonical_annotation(raw, unit, f"{name}.json")
+    intrinsics = camera_intrinsics(annotation["camera_data"], f"{name}.json")
     image = decode_image(sample, name)
+    check_image_size(image, annotation["camera_data"], name)
     objects = [_object_from_canonical(o) for o in annotation["objects"]]
-    intrinsics = None
-    if "intrinsics" in annotation.get("camera_data", {}):
-        intrinsics = Intrinsics.from_json(annotation["camera_data"])
     return Frame(sample["__key__"], image, objects, intrinsics, name, annotation)
+
+
+def camera_intrinsics(camera_data: dict, where: str) -> Intrinsics | None:
+    """The camera of a `camera_data` block (None without `intrinsics`); DopeError naming `where`."""
+    if not isinstance(camera_data, dict):
+        raise DopeError(f"{where}: field 'camera_data' must be an object")
+    if "intrinsics" not in camera_data:
+        return None
+    try:
+        intrinsics = Intrinsics.from_json(camera_data)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise DopeError(f"{where}: camera_data needs width, height and intrinsics {{fx, fy, cx, cy}} as numbers") from None
+    try:
+        check_focal_lengths((intrinsics.fx, intrinsics.fy, intrinsics.cx, intrinsics.cy))
+    except ValueError as err:
+        raise DopeError(f"{where}: camera_data.intrinsics: {err}") from None
+    return intrinsics
+
+
+def check_image_size(image: np.ndarray, camera_data: dict, name: str) -> None:
+    """The image must have the size its annotation was made for, else every keypoint is misplaced."""
+    width, height = camera_data.get("width"), camera_data.get("height")
+    if not isinstance(width, int) or not isinstance(height, int):
+        return  # no size declared (some NDDS exports): nothing to compare
+    if (image.shape[1], image.shape[0]) != (width, height):
+        raise DopeError(
+            f"{name}: image is {image.shape[1]}x{image.shape[0]} pixels but the camera_data of {name}.json says "
+            f"{width}x{height}; its keypoints would not match the pixels"
+        )
 
 
 def decode_image(sample: dict, name: str) -> np.ndarray:
@@ -129,7 +159,8 @@ def detect_unit(raw: dict) -> Literal["m", "cm"]:
         if isinstance(visibility, (int, float)) and visibility > 1:
             return "cm"
         location = obj.get("location")
-        if isinstance(location, list) and len(location) == 3 and np.linalg.norm(location) > FARTHEST_PLAUSIBLE_METRES:
+        if (isinstance(location, list) and len(location) == 3 and all(isinstance(v, (int, float)) for v in location)
+                and np.linalg.norm(np.asarray(location, dtype=np.float64)) > FARTHEST_PLAUSIBLE_METRES):
             return "cm"
     return "m"
 
@@ -145,7 +176,10 @@ def canonical_annotation(raw: dict, unit: Unit, name: str) -> dict:
         raise DopeError(f"{name}: unknown unit {unit!r} (expected m, cm or auto)")
     scale = METRES_PER_UNIT[resolved]
     objects = [_canonical_object(obj, scale, f"{name}: objects[{i}]") for i, obj in enumerate(raw["objects"])]
-    return {"camera_data": raw.get("camera_data", {}), "objects": objects}
+    camera_data = raw.get("camera_data", {})
+    if not isinstance(camera_data, dict):
+        raise DopeError(f"{name}: field 'camera_data' must be an object")
+    return {"camera_data": camera_data, "objects": objects}
 
 
 def _canonical_object(obj: dict, scale: float, where: str) -> dict:
@@ -195,7 +229,7 @@ def _visibility_fraction(obj: dict, where: str) -> float:
 def _float_array(value, shape: tuple | None, where: str) -> np.ndarray:
     try:
         array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DopeError(f"{where}: expected numbers, got {value!r}") from None
     if shape is not None and array.shape != shape:
         raise DopeError(f"{where}: expected shape {shape}, got {array.shape}")
@@ -311,13 +345,17 @@ def open_dataset(paths: Sequence[str | Path], unit: Unit = "auto") -> LocalDatas
             cuboids.update(dataset.cuboids)
             units.add("m")  # converted from BOP's millimetres
             continue
-        for source, manifest_folder in _expand_local(str(entry)):
-            refs.extend(_index_tar(source) if source.name.endswith(SHARD_SUFFIXES) else _index_folder(source))
-        manifest = read_manifest(manifest_folder)
+        sources = _expand_local(str(entry))
+        indexed = {source: _index_tar(source) if source.name.endswith(SHARD_SUFFIXES) else _index_folder(source) for source, _ in sources}
+        refs.extend(ref for found in indexed.values() for ref in found)
+        manifest_folder = sources[-1][1] if sources else None
+        manifest = read_manifest(manifest_folder) if manifest_folder is not None else None
         if manifest is not None:
+            manifest_path = manifest_folder / MANIFEST_NAME
+            check_against_manifest(manifest, manifest_path, {s: [(r.key, set(r.members)) for r in found] for s, found in indexed.items()})
             manifests.append(manifest)
-            cuboids.update(manifest_cuboids(manifest, str(manifest_folder / MANIFEST_NAME)))
-            declared = manifest_unit(manifest, str(manifest_folder / MANIFEST_NAME))
+            cuboids.update(manifest_cuboids(manifest, str(manifest_path)))
+            declared = manifest_unit(manifest, str(manifest_path))
             units.update([declared] if declared else [])
     if not refs:
         raise DopeError(f"no images with .json annotations found in {', '.join(map(str, paths))}")

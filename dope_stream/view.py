@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from .errors import DopeError
 from .geometry import CUBOID_EDGES
-from .reader import ObjectAnnotation, decode_sample, open_dataset
+from .outputs import output_folder
+from .reader import ObjectAnnotation, decode_sample, open_dataset, sample_name
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,12 @@ def view_dataset(path: Path, out: Path, max_frames: int) -> list[Path]:
     if max_frames < 1:
         raise DopeError(f"--max must be at least 1, got {max_frames}")
     dataset = open_dataset([path])
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out, "--out")
     overlays, written = [], []
     for index in tqdm(range(min(max_frames, len(dataset))), unit="img", desc="view"):
         sample = dataset[index]
         frame = decode_sample(sample, dataset.unit)
-        overlay = draw_overlay(frame.image, frame.objects, _instance_mask(sample))
+        overlay = draw_overlay(frame.image, frame.objects, _instance_mask(sample, frame.image.shape[:2]))
         target = out / f"{Path(frame.key).name}.png"
         cv2.imwrite(str(target), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
         written.append(target)
@@ -81,12 +82,15 @@ def contact_sheet(images: list[np.ndarray]) -> np.ndarray:
     return sheet
 
 
-def _instance_mask(sample: dict) -> np.ndarray | None:
+def _instance_mask(sample: dict, image_shape: tuple[int, int]) -> np.ndarray | None:
     if "seg.png" not in sample:
         return None
+    name = f"{sample_name(sample)}.seg.png"
     mask = cv2.imdecode(np.frombuffer(sample["seg.png"], np.uint8), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise DopeError(f"{sample.get('__url__', '')}:{sample['__key__']}.seg.png cannot be decoded")
+    if mask is None or mask.ndim != 2:
+        raise DopeError(f"{name} cannot be decoded as a one-channel instance mask")
+    if mask.shape != image_shape:
+        raise DopeError(f"{name}: mask is {mask.shape[1]}x{mask.shape[0]} pixels, its image {image_shape[1]}x{image_shape[0]}")
     return mask
 
 

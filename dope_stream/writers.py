@@ -34,6 +34,7 @@ from .exchange import (
     write_dataset_file, write_manifest, write_shard,
 )
 from .geometry import Cuboid
+from .outputs import output_folder
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,7 @@ def _missing_frames(out: Path, config: GenerateConfig) -> list[int]:
 
 def open_writer(config: GenerateConfig, class_cuboids: dict[str, Cuboid]) -> DatasetWriter:
     """The writer for `config.layout` into `config.out` (created; its manifest written)."""
-    out = Path(config.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DopeError(f"out: cannot create folder {out}: {err.strerror}") from None
+    out = output_folder(config.out, "--out")
     _check_manifest(out, config)
     if config.layout == "bop":
         from .bop_writer import BopWriter
@@ -207,9 +204,11 @@ def _check_manifest(out: Path, config: GenerateConfig) -> None:
     if not path.is_file():
         return
     try:
-        stored = json.loads(path.read_text())["config"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise DopeError(f"out: {path} is not a manifest written by dope generate; choose another --out") from None
+        stored = json.loads(path.read_bytes())["config"]
+    except (ValueError, KeyError, TypeError):  # not JSON (ValueError: also bad UTF-8), no config
+        stored = None
+    if not isinstance(stored, dict):
+        raise DopeError(f"out: {path} is not a manifest written by dope generate; choose another --out")
     current = resolved_config(config)
     for name in sorted(set(current) | set(stored)):
         if name not in RUN_ONLY_OPTIONS and stored.get(name) != current.get(name):

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from dope_stream.config import PACKAGE_ASSETS, ConfigModel, FloatQuad, StrList, _parse_floats
+from dope_stream.config import PACKAGE_ASSETS, CameraIntrinsics, ConfigModel, StrList, _parse_floats
 
 FloatTriple = Annotated[tuple[float, float, float], BeforeValidator(_parse_floats(3))]
 LARGEST_PLAUSIBLE_OBJECT_M = 5.0
@@ -48,7 +48,7 @@ class InferConfig(NetworkOptions):
     images: Path = Field(description="an image, a folder of images, a video file, or a BOP dataset (root, split or scene)")
     out: Path = Field(Path("out/infer"), description="output folder: per-image JSON and overlay PNG (or video)")
     camera: Path | None = Field(None, description="camera.yaml (ROS camera_info: image_width, image_height, camera_matrix)")
-    intrinsics: FloatQuad | None = Field(None, description="fx,fy,cx,cy in pixels of the input images")
+    intrinsics: CameraIntrinsics | None = Field(None, description="fx,fy,cx,cy in pixels of the input images")
     backend: Literal["torch", "onnx"] = Field("torch", description="torch (checkpoints) or onnx (onnxruntime, .onnx weights)")
     input_height: int | None = Field(
         None, ge=16, le=4096,

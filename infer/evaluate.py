@@ -203,6 +203,11 @@ def evaluate_folders(
     """Match every ground-truth JSON with the prediction of the same stem (none = all missed)."""
     truths_by_stem = annotation_files(gt_dir, "--gt")
     preds_by_stem = annotation_files(pred_dir, "--pred")
+    if not set(truths_by_stem) & set(preds_by_stem):
+        raise DopeError(
+            f"--gt {gt_dir} and --pred {pred_dir} share no file stem (e.g. {next(iter(truths_by_stem))}.json and "
+            f"{next(iter(preds_by_stem))}.json): predictions are matched to ground truth by file name"
+        )
     unmatched = sorted(set(preds_by_stem) - set(truths_by_stem))
     if unmatched:
         log.warning("%d prediction files have no ground truth (e.g. %s); ignored", len(unmatched), unmatched[0])

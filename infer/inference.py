@@ -22,9 +22,12 @@ import yaml
 from tqdm import tqdm
 
 from dope_stream.bop import is_bop
+from dope_stream.config import check_focal_lengths
 from dope_stream.exchange import write_atomically
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Intrinsics
+from dope_stream.outputs import output_folder
+from dope_stream.reader import camera_intrinsics, parse_json
 
 from trainer.decode import DecodeSettings
 
@@ -84,8 +87,8 @@ def run_inference(config: InferConfig) -> InferenceSummary:
         raise DopeError(f"--out {config.out}: must differ from the images' folder (the JSON files would overwrite annotations)")
     if config.bop_csv is not None and not is_bop(config.images):
         raise DopeError(f"option 'bop_csv': --images {config.images} is not a BOP dataset (no scene_gt.json)")
+    output_folder(config.out, "--out")
     detector = build_detector(config)
-    config.out.mkdir(parents=True, exist_ok=True)
     camera = read_camera_yaml(config.camera) if config.camera is not None else None
     if config.images.is_file() and config.images.suffix.lower() in VIDEO_SUFFIXES:
         return _run_video(detector, config, camera)
@@ -113,6 +116,10 @@ def read_camera_yaml(path: Path) -> Intrinsics:
                         f"camera_matrix.data ({type(err).__name__}: {err})") from None
     if len(k) != 9:
         raise DopeError(f"--camera {path}: camera_matrix.data must hold 9 numbers, got {len(k)}")
+    try:
+        check_focal_lengths((k[0], k[4], k[2], k[5]))
+    except ValueError as err:
+        raise DopeError(f"--camera {path}: camera_matrix: {err}") from None
     return Intrinsics(k[0], k[4], k[2], k[5], width, height)
 
 
@@ -124,9 +131,8 @@ def intrinsics_for(image_path: Path, width: int, height: int, config: InferConfi
         return camera if (camera.width, camera.height) == (width, height) else camera.scaled(width, height)
     beside = image_path.with_suffix(".json")
     if beside.is_file():
-        camera_data = json.loads(beside.read_text()).get("camera_data", {})
-        if "intrinsics" in camera_data:
-            found = Intrinsics.from_json(camera_data)
+        found = camera_intrinsics(parse_json(beside.read_bytes(), str(beside)).get("camera_data", {}), str(beside))
+        if found is not None:
             return found if (found.width, found.height) == (width, height) else found.scaled(width, height)
     raise DopeError(
         f"--images {image_path}: no camera intrinsics; give --intrinsics fx,fy,cx,cy or --camera camera.yaml "

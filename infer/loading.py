@@ -25,17 +25,14 @@ OFFICIAL_NORMALISATION = (0.5, 0.5, 0.5)  # the original YCB weights; newer rele
 
 def load_torch_network(options: NetworkOptions):
     """(torch model in eval mode on options.device, ModelMeta with a cuboid) from a .pth file, read once."""
-    import torch
+    from trainer.weights_file import load_weights_file
 
     from trainer.checkpoint import check_checkpoint, model_from_checkpoint
 
     path = _checkpoint_file(options.weights)
     if path.suffix.lower() == ".onnx":
         raise DopeError(f"--weights {path}: an ONNX model runs with --backend onnx")
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt/unsafe files
-        raise DopeError(f"--weights {path}: cannot be read as a PyTorch file ({err})") from None
+    content = load_weights_file(path, "--weights")
     if _is_official_state_dict(content):
         model, info = _official_network(content, options)
     else:

@@ -35,7 +35,7 @@ def test_yaml_then_command_line(tmp_path):
         ({"width": 0}, "width"),
         ({"renderer": "blender"}, "renderer"),
         ({"nb_frame": 10}, "did you mean 'nb_frames'"),
-        ({"class_names": "a,b"}, "class_names has 2 names for 1 obj"),
+        ({"class_names": "a,b"}, "option 'class_names': 2 names for 1 obj"),
         ({"intrinsics": "1,2,3"}, "intrinsics"),
     ],
 )

@@ -32,7 +32,7 @@ def test_folder_and_shards_read_the_same_frames(tmp_path):
 
 
 def test_image_is_rgb(tmp_path):
-    write_folder(tmp_path, 1)
+    write_folder(tmp_path, 1, size=16)  # the size its camera_data declares
     red = np.zeros((16, 16, 3), np.uint8)
     red[..., 0] = 255
     (tmp_path / "000000.png").write_bytes(encode_png(red))  # encode_png expects RGB

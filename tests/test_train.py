@@ -125,7 +125,7 @@ def test_image_smaller_than_the_crop(capsys, tmp_path):
 
 
 def test_bad_options(capsys, tmp_path):
-    assert "image_size must be a multiple of 8" in _run_cli(capsys, "--data", str(tmp_path), "--image-size", "100")
+    assert "option 'image_size': must be a multiple of 8" in _run_cli(capsys, "--data", str(tmp_path), "--image-size", "100")
     assert "option 'data'" in _run_cli(capsys, "--out", str(tmp_path))
 
 

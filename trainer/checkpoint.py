@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dope_stream.exchange import write_atomically
+from dope_stream.exchange import remove_temporaries, write_atomically
 from dope_stream.errors import DopeError
 from trainer.meta import ModelMeta
 from trainer.networks import build_network
+from trainer.weights_file import load_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted((run_dir / CHECKPOINT_DIR).glob(CHECKPOINT_GLOB))
 
 
+def remove_partial_checkpoints(run_dir: Path) -> None:
+    """A kill during a checkpoint write leaves its hidden temporary; the next run deletes it."""
+    remove_temporaries(run_dir / CHECKPOINT_DIR)
+
+
 def save_checkpoint(state: dict, run_dir: Path, keep_last: int) -> Path:
     """Write `state` as the checkpoint of its step, then delete all but the newest `keep_last`."""
     path = checkpoint_path(run_dir, state["step"])
@@ -49,12 +55,7 @@ def save_checkpoint(state: dict, run_dir: Path, keep_last: int) -> Path:
 
 
 def read_checkpoint(path: Path) -> dict:
-    if not Path(path).is_file():
-        raise DopeError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise DopeError(f"checkpoint {path} cannot be read ({err})") from None
+    state = load_weights_file(path, "checkpoint")
     check_checkpoint(state, path)
     return state
 

@@ -92,7 +92,7 @@ class TrainConfig(ConfigModel):
     @model_validator(mode="after")
     def _check_sources(self) -> "TrainConfig":
         if self.image_size % 8:
-            raise ValueError(f"image_size must be a multiple of 8 (the output stride), got {self.image_size}")
+            raise ValueError(f"option 'image_size': must be a multiple of 8 (the output stride), got {self.image_size}")
         if self.scale_range[0] <= 0 or self.scale_range[0] > self.scale_range[1]:
-            raise ValueError(f"scale_range must be 0 < min <= max, got {self.scale_range}")
+            raise ValueError(f"option 'scale_range': must be 0 < min <= max, got {self.scale_range}")
         return self

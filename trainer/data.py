@@ -13,6 +13,12 @@ Each item is a dict: `image` (3, S, S) uint8 RGB (normalised on the device), `be
 `affinity` (16, S/8, S/8), with `EncoderSettings.offset_scale` (offset networks) also `offsets`
 (16, S/8, S/8) and `offset_weight` (1, S/8, S/8) (see `trainer.targets.centre_offset_maps`),
 `keypoints` (MAX_INSTANCES, 9, 2) pixels in the crop, `instances` (the count of valid rows), `key`.
+
+Bad input in a DataLoader worker: torch re-raises a worker's exception in the trainer with the
+worker's whole traceback in its message. So both sources catch DopeError where a sample is encoded
+and hand on `{ERROR_KEY: message}` instead; `collate` turns a batch holding one into
+`{ERROR_KEY: message}` and `raise_sample_error` (called on every batch by the loop) raises it as
+the one-line DopeError it was, with or without workers.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, DistributedSampler, IterableDataset, get_worker_info
+from torch.utils.data import Dataset, DistributedSampler, IterableDataset, default_collate, get_worker_info
 
 from dope_stream.errors import DopeError
 from dope_stream.geometry import DEFAULT_MAP_CONVENTION, Cuboid, Pose, projected_cuboid
@@ -37,6 +43,22 @@ from trainer.targets import affinity_maps, belief_maps, centre_offset_maps
 
 MAX_INSTANCES = 8  # keypoint rows kept per image for the validation error
 OFFSET_RADIUS = 2.0  # map cells around a centroid that learn its corner offsets (the decoder reads the peak cell)
+ERROR_KEY = "error"  # a sample or batch that stands for the DopeError its input raised
+
+
+def collate(samples: list[dict]) -> dict:
+    """default_collate, except that a batch with a bad sample is that sample's error."""
+    for sample in samples:
+        if ERROR_KEY in sample:
+            return sample
+    return default_collate(samples)
+
+
+def raise_sample_error(batch: dict) -> dict:
+    """The batch itself, or the DopeError one of its samples raised."""
+    if ERROR_KEY in batch:
+        raise DopeError(batch[ERROR_KEY])
+    return batch
 
 
 @dataclass(frozen=True)
@@ -74,6 +96,12 @@ class FrameEncoder:
         )
 
     def __call__(self, sample: dict, seed: int) -> dict:
+        try:
+            return self._encode(sample, seed)
+        except DopeError as err:
+            return {ERROR_KEY: str(err)}
+
+    def _encode(self, sample: dict, seed: int) -> dict:
         s = self.settings
         frame = decode_sample(sample, s.unit)
         objects = select_objects(frame, s.class_name, s.min_visibility)
@@ -166,9 +194,12 @@ class IterableSource(IterableDataset):
         consumers = self.world_size * workers if self.split else 1
         me = self.rank * workers + worker_id if self.split else 0
         salt = self.rank * workers + worker_id  # distinct augmentation per consumer
-        for position, sample in enumerate(self.open_samples()):
-            if position % consumers == me:
-                yield self.encoder(sample, sample_seed(self.encoder.settings.seed, self.epoch, salt, position))
+        try:
+            for position, sample in enumerate(self.open_samples()):
+                if position % consumers == me:
+                    yield self.encoder(sample, sample_seed(self.encoder.settings.seed, self.epoch, salt, position))
+        except DopeError as err:  # the source itself failed (an unreadable shard, the stream)
+            yield {ERROR_KEY: str(err)}
 
 
 def normalise(images: torch.Tensor, meta: ModelMeta, device: torch.device, channels_last: bool) -> torch.Tensor:

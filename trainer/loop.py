@@ -11,10 +11,12 @@ checkpoint holds the optimiser, schedule, scaler and RNG states.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +25,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dope_stream.errors import DopeError
-from trainer.checkpoint import latest_checkpoint, read_checkpoint, save_checkpoint
+from dope_stream.outputs import output_folder
+from dope_stream.processes import loader_worker_init
+from trainer.checkpoint import latest_checkpoint, read_checkpoint, remove_partial_checkpoints, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.data import DataPlan, class_symmetries, normalise
+from trainer.data import DataPlan, class_symmetries, collate, normalise, raise_sample_error
 from trainer.meta import NORMALIZATIONS, ModelMeta
 from trainer.networks import NetworkSpec, build_network, network_spec
 from trainer.plan import plan_data
@@ -186,6 +190,9 @@ def train(config: TrainConfig) -> TrainSummary:
 def start_run(config: TrainConfig) -> Run:
     """Devices, data, network (seeded), optimiser and schedule of a fresh run."""
     dist = setup_distributed(config.device)
+    output_folder(config.out, "--out")
+    if dist.is_main:
+        remove_partial_checkpoints(config.out)
     torch.manual_seed(config.seed)
     plan = plan_data(config, dist.rank, dist.world_size)
     spec = network_spec(config.net)
@@ -245,11 +252,16 @@ def save(run: Run) -> None:
     """A checkpoint of the current position (main process only)."""
     if not run.dist.is_main:
         return
+    epoch, samples_done = run.epoch, run.samples_done
+    if run.plan.sampler is not None and samples_done >= run.plan.sampler.num_samples:
+        # A finished epoch is recorded as the start of the next, as the epoch-end checkpoint of the same
+        # step records it: a kill between the two writes then resumes to the same state.
+        epoch, samples_done = epoch + 1, 0
     run.summary.checkpoint = save_checkpoint(
         {
             "meta": run.meta.to_dict(), "model": run.network.state_dict(), "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "epoch": run.epoch,
-            "samples_done": run.samples_done, "step": run.step, "rng": torch.get_rng_state(),
+            "scheduler": run.scheduler.state_dict(), "scaler": run.scaler.state_dict(), "epoch": epoch,
+            "samples_done": samples_done, "step": run.step, "rng": torch.get_rng_state(),
             "config": run.config.model_dump(mode="json"),
         },
         run.config.out, run.config.keep_last,
@@ -263,7 +275,7 @@ def train_epoch(run: Run) -> bool:
     loader = _loader(run.plan, config, run.epoch, run.samples_done)
     progress = _progress(run.dist, run.per_epoch, run.samples_done // config.batch_size, run.epoch)
     tick = time.perf_counter()
-    for batch in loader:
+    for batch in _batches(loader, progress):
         batch_ready = time.perf_counter()
         run.summary.wait_s += batch_ready - tick
         loss = _optimisation_step(run, batch)
@@ -345,8 +357,18 @@ def _loader(plan: DataPlan, config: TrainConfig, epoch: int, samples_done: int) 
     return DataLoader(
         plan.train, batch_size=config.batch_size, sampler=plan.sampler, num_workers=config.loader_workers,
         drop_last=plan.sampler is None, persistent_workers=False, pin_memory=torch.cuda.is_available(),
-        multiprocessing_context=context,
+        multiprocessing_context=context, worker_init_fn=functools.partial(loader_worker_init, os.getpid()), collate_fn=collate,
     )
+
+
+def _batches(loader: DataLoader, progress) -> Iterator[dict]:
+    """The loader's batches; a bad sample raises its DopeError after the progress bar is closed, so
+    the error gets a line of its own."""
+    try:
+        yield from map(raise_sample_error, loader)
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _progress(dist: Distributed, total: int, initial: int, epoch: int):

@@ -34,6 +34,7 @@ from torch.nn.utils import fusion
 from dope_stream.errors import DopeError
 from dope_stream.geometry import NUM_AFFINITY, NUM_KEYPOINTS
 from trainer.meta import OFFSET_SCALE, STRIDE
+from trainer.weights_file import load_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,7 @@ class DopeNetwork(nn.Module):
 
 
 def _load_state_dict_file(path: Path) -> dict:
-    if not path.is_file():
-        raise DopeError(f"weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt/unsafe files
-        raise DopeError(f"{path}: cannot be read as a PyTorch state dict ({err})") from None
+    state = load_weights_file(path, "weights file")
     if not isinstance(state, dict):
         raise DopeError(f"{path}: expected a state dict, got {type(state).__name__}")
     return state

@@ -3,6 +3,9 @@ the one `infer` runs), so the tracked `keypoint_error_px` measures what inferenc
 
 from __future__ import annotations
 
+import functools
+import os
+
 import numpy as np
 import torch
 from torch import nn
@@ -10,7 +13,8 @@ from torch.utils.data import DataLoader
 
 from dope_stream.geometry import NUM_KEYPOINTS
 from trainer.config import TrainConfig
-from trainer.data import MapDataset, normalise
+from dope_stream.processes import loader_worker_init
+from trainer.data import MapDataset, collate, normalise, raise_sample_error
 from trainer.decode import DecodeSettings, decode_network_maps
 from trainer.meta import ModelMeta
 from trainer.networks import network_spec
@@ -50,8 +54,11 @@ def validate(network: nn.Module, dataset: MapDataset, meta: ModelMeta, config: T
     network.eval()
     spec = network_spec(meta.network)
     losses, errors, missed = [], [], 0
-    loader = DataLoader(dataset, batch_size=config.batch_size, num_workers=min(config.loader_workers, 2))
-    for batch in loader:
+    loader = DataLoader(
+        dataset, batch_size=config.batch_size, num_workers=min(config.loader_workers, 2), collate_fn=collate,
+        worker_init_fn=functools.partial(loader_worker_init, os.getpid()),
+    )
+    for batch in map(raise_sample_error, loader):
         images = normalise(batch["image"], meta, device, config.channels_last)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             outputs = spec.forward(network, images)
@@ -75,7 +82,7 @@ def validate(network: nn.Module, dataset: MapDataset, meta: ModelMeta, config: T
 def log_belief_images(writer, network: nn.Module, dataset: MapDataset, meta: ModelMeta, config: TrainConfig,
                       device: torch.device, step: int) -> None:
     """Image, predicted and target belief (max over the 9 maps) of the first validation sample."""
-    sample = dataset[0]
+    sample = raise_sample_error(dataset[0])
     images = normalise(sample["image"][None], meta, device, config.channels_last)
     predicted = network(images)[-1][0][0].float().amax(dim=0, keepdim=True).clamp(0, 1).cpu()
     target = sample["belief"].amax(dim=0, keepdim=True)

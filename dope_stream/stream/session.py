@@ -37,6 +37,8 @@ def _check_reachable(address: str) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise DopeError(f"ray: '{address}' is not 'local' or a cluster address host:port")
+    if not 0 < int(port) < 65536:
+        raise DopeError(f"ray: '{address}': port {port} is not a TCP port (1-65535)")
     try:
         with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
             pass
