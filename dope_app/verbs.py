@@ -71,7 +71,9 @@ def evaluate(config: EvaluateConfig) -> int:
 def export(config: ExportConfig) -> int:
     from infer.loading import load_torch_network
 
-    output_file(config.onnx, "--onnx")
+    for path, option in ((config.onnx, "--onnx"), (config.official, "--official")):
+        if path is not None:
+            output_file(path, option)
     model, info = load_torch_network(config)
     if config.official is not None:
         from infer.export import export_official

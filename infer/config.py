@@ -54,6 +54,12 @@ class InferConfig(NetworkOptions):
         None, ge=16, le=4096,
         description="resize images to this height for the network (width keeps the aspect); none: native size",
     )
+    refine_object_size: int | None = Field(
+        None, ge=0, le=1024,
+        description="second pass: crop each detection so its cuboid spans this many pixels of a network input "
+        "of the training size, and take the pose from the crop (small objects are seen larger); 0: one pass; "
+        "none: the object_crop_size the model was trained with (one pass if it was not)",
+    )
     peak_threshold: float = Field(0.05, ge=0, description="minimum belief of a keypoint peak")
     centroid_threshold: float = Field(0.1, ge=0, description="minimum belief of a centroid peak that starts an object")
     min_keypoints: int = Field(6, ge=4, le=9, description="fewest keypoints (of 9) a pose is solved from")

@@ -17,6 +17,7 @@ import numpy as np
 
 from dope_stream.geometry import NUM_KEYPOINTS, Intrinsics, Pose, projected_cuboid
 from dope_stream.symmetry import Symmetries
+from trainer.crops import ZoomCrop
 from trainer.decode import DecodeSettings, ObjectKeypoints, decode_network_maps
 from trainer.meta import ModelMeta
 
@@ -24,6 +25,7 @@ from .pnp import PnPSettings, solve_pose
 
 log = logging.getLogger(__name__)
 
+CENTROID_INDEX = NUM_KEYPOINTS - 1  # the 9th keypoint
 SIZE_MULTIPLE = 8  # input sizes the registered networks accept: multiples of their output stride
 
 
@@ -101,17 +103,31 @@ def network_input(image_rgb: np.ndarray, size: tuple[int, int], mean, std) -> np
     return batch
 
 
+@dataclass(frozen=True)
+class RefineSettings:
+    """The second pass ("detect, crop, refine", `trainer.crops`): each first-pass detection is cut
+    out of the image, zoomed so its cuboid spans `object_size` pixels of a network input of the
+    training size, and detected again there. Small or large objects are then seen at one scale, with
+    their keypoints on more map cells; the pose comes from the crop's keypoints mapped back to the
+    image (its intrinsics unchanged)."""
+
+    object_size: int = 0  # pixels the cuboid's larger side spans in the crop; 0: one pass only
+    input_size: int = 256  # crop side in pixels when the model does not say its training size
+    duplicate_distance: float = 0.25  # refined centroids closer than this share of the object: one object
+
+
 class Detector:
     """Image -> detections for one object class (`info.cuboid` must be known)."""
 
     def __init__(
         self, backend: Backend, info: ModelMeta, decode_settings: DecodeSettings = DecodeSettings(),
         pnp_settings: PnPSettings = PnPSettings(), input_height: int | None = None,
+        refine_settings: RefineSettings = RefineSettings(),
     ):
         self.backend, self.info = backend, info
         # Poses are reported as the symmetry group's canonical one (as the labels were trained).
         self.symmetries = Symmetries.from_dict(info.symmetries) if info.symmetries else None
-        self.decode_settings, self.pnp_settings = decode_settings, pnp_settings
+        self.decode_settings, self.pnp_settings, self.refine_settings = decode_settings, pnp_settings, refine_settings
         self.input_height = input_height
 
     def network_size(self, width: int, height: int) -> tuple[int, int]:
@@ -124,10 +140,11 @@ class Detector:
     def preprocess(self, image_rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return network_input(image_rgb, size, self.info.mean, self.info.std)
 
-    def keypoints(self, image_rgb: np.ndarray) -> list[ObjectKeypoints]:
-        """Decoded keypoints of every object, in pixels of the given image."""
+    def keypoints(self, image_rgb: np.ndarray, size: tuple[int, int] | None = None) -> list[ObjectKeypoints]:
+        """Decoded keypoints of every object, in pixels of the given image (run at `size`, default
+        `network_size`)."""
         height, width = image_rgb.shape[:2]
-        size = self.network_size(width, height)
+        size = size or self.network_size(width, height)
         belief, affinity, *offsets = self.backend(self.preprocess(image_rgb, size))
         objects = decode_network_maps(belief, affinity, offsets[0] if offsets else None, self.info.stride,
                                       self.decode_settings, self.info.offset_scale, self.info.map_convention)
@@ -137,23 +154,58 @@ class Detector:
 
     def detect(self, image_rgb: np.ndarray, intrinsics: Intrinsics) -> list[Detection]:
         """Objects with a plausible pose, best score first."""
-        detections = []
-        for obj in self.keypoints(image_rgb):
-            solution = solve_pose(obj.uv, self.info.cuboid, intrinsics, self.pnp_settings)
-            if solution is None:
-                continue
-            pose = self.symmetries.canonical(solution.pose) if self.symmetries else solution.pose
-            detections.append(Detection(
-                class_name=self.info.class_name,
-                pose=pose,
-                projected_cuboid=projected_cuboid(self.info.cuboid, pose, intrinsics),
-                keypoints=obj.uv,
-                keypoint_scores=obj.scores,
-                inliers=solution.inliers,
-                score=float(obj.scores[solution.inliers].sum() / NUM_KEYPOINTS),
-                reprojection_error=solution.reprojection_error,
-            ))
+        detections = [d for d in (self._solve(o, intrinsics) for o in self.keypoints(image_rgb)) if d is not None]
+        if self.refine_settings.object_size > 0:
+            detections = self._without_duplicates([self._refined(d, image_rgb, intrinsics) for d in detections])
         return sorted(detections, key=lambda d: -d.score)
+
+    def _solve(self, obj: ObjectKeypoints, intrinsics: Intrinsics) -> Detection | None:
+        solution = solve_pose(obj.uv, self.info.cuboid, intrinsics, self.pnp_settings)
+        if solution is None:
+            return None
+        pose = self.symmetries.canonical(solution.pose) if self.symmetries else solution.pose
+        return Detection(
+            class_name=self.info.class_name,
+            pose=pose,
+            projected_cuboid=projected_cuboid(self.info.cuboid, pose, intrinsics),
+            keypoints=obj.uv,
+            keypoint_scores=obj.scores,
+            inliers=solution.inliers,
+            score=float(obj.scores[solution.inliers].sum() / NUM_KEYPOINTS),
+            reprojection_error=solution.reprojection_error,
+        )
+
+    def _refined(self, detection: Detection, image_rgb: np.ndarray, intrinsics: Intrinsics) -> Detection:
+        """The detection found again in a crop around it at the refinement scale (or kept as it was
+        when the crop finds nothing near its centre or no pose)."""
+        crop = ZoomCrop.around(detection.projected_cuboid[:8], self.refine_settings.object_size, self.crop_size())
+        objects = self.keypoints(crop.cut(image_rgb), crop.size)
+        centre = (np.array(crop.size, dtype=np.float64) - 1) / 2
+        distance = [np.linalg.norm(o.uv[CENTROID_INDEX] - centre) for o in objects]
+        if not objects or min(distance) > self.refine_settings.object_size / 2:
+            return detection
+        nearest = objects[int(np.argmin(distance))]
+        refined = self._solve(ObjectKeypoints(crop.to_image(nearest.uv), nearest.scores), intrinsics)
+        return refined if refined is not None else detection
+
+    def crop_size(self) -> tuple[int, int]:
+        """(width, height) of the refinement crops: the ONNX model's fixed size, else the square the
+        network trained on."""
+        if self.backend.fixed_size is not None:
+            return self.backend.fixed_size
+        side = _round_to_multiple(self.info.input_size or self.refine_settings.input_size)
+        return side, side
+
+    def _without_duplicates(self, detections: list[Detection]) -> list[Detection]:
+        """Best-scored first, dropping any whose centroid lies near a kept one's (two first-pass
+        detections of one object refine to the same place)."""
+        kept: list[Detection] = []
+        for detection in sorted(detections, key=lambda d: -d.score):
+            centre, extent = detection.projected_cuboid[CENTROID_INDEX], np.ptp(detection.projected_cuboid[:8], axis=0).max()
+            if all(np.linalg.norm(centre - k.projected_cuboid[CENTROID_INDEX]) > self.refine_settings.duplicate_distance * extent
+                   for k in kept):
+                kept.append(detection)
+        return kept
 
 
 def _round_to_multiple(value: float) -> int:

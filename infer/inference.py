@@ -32,7 +32,7 @@ from dope_stream.reader import camera_intrinsics, parse_json
 from trainer.decode import DecodeSettings
 
 from .config import InferConfig
-from .detector import Detection, Detector, TorchBackend
+from .detector import Detection, Detector, RefineSettings, TorchBackend
 from .export import export_onnx
 from .images import list_images, read_image
 from .loading import OnnxBackend, check_class, load_torch_network
@@ -66,6 +66,7 @@ def build_detector(config: InferConfig) -> Detector:
         DecodeSettings(peak_threshold=config.peak_threshold, centroid_threshold=config.centroid_threshold),
         PnPSettings(min_points=config.min_keypoints, max_reprojection_error=config.max_reprojection_error),
         config.input_height,
+        RefineSettings(object_size=(info.refine_object_size or 0) if config.refine_object_size is None else config.refine_object_size),
     )
 
 

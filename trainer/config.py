@@ -58,6 +58,12 @@ class TrainConfig(ConfigModel):
         description="augmentation: a camera model instead of plain noise and blur (white balance, exposure, vignetting, "
         "motion/defocus blur, sensor noise, resolution loss, JPEG)",
     )
+    object_crops: float = Field(
+        0.0, ge=0, le=1,
+        description="share of training frames cut around one object zoomed to object_crop_size (trainer.crops): the "
+        "scale of inference's second pass (`dope infer` refines at it by default)",
+    )
+    object_crop_size: int = Field(160, ge=16, le=1024, description="object crops: pixels the cuboid's larger side spans")
     rotation: float = Field(30.0, ge=0, le=180, description="augmentation: maximum rotation in degrees")
     scale_range: FloatPair = Field((0.75, 1.25), description="augmentation: random zoom range")
     amp: bool = Field(True, description="mixed precision on CUDA (bf16, or fp16 where bf16 is unsupported)")

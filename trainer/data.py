@@ -36,6 +36,7 @@ from dope_stream.geometry import DEFAULT_MAP_CONVENTION, Cuboid, Pose, projected
 from dope_stream.reader import Frame, LocalDataset, ObjectAnnotation, Unit, decode_sample, open_dataset, select_objects
 from dope_stream.symmetry import NO_SYMMETRY, Symmetries, read_symmetries
 from trainer.augment import apply_transform, build_transform
+from trainer.crops import ZoomCrop
 from trainer.config import TrainConfig
 from trainer.meta import ModelMeta
 from trainer.networks import network_spec
@@ -43,6 +44,7 @@ from trainer.targets import affinity_maps, belief_maps, centre_offset_maps
 
 MAX_INSTANCES = 8  # keypoint rows kept per image for the validation error
 OFFSET_RADIUS = 2.0  # map cells around a centroid that learn its corner offsets (the decoder reads the peak cell)
+OBJECT_CROP_STREAM = 1  # seeds the object-crop draws apart from albumentations' (same sample seed)
 ERROR_KEY = "error"  # a sample or batch that stands for the DopeError its input raised
 
 
@@ -75,6 +77,8 @@ class EncoderSettings:
     seed: int = 0
     stride: int = 8  # the network's output stride (map cell size in pixels)
     offset_scale: float | None = None  # offset networks: also their corner-offset targets, in map cells / this
+    object_crops: float = 0.0  # share of frames cut around one object at object_crop_size (trainer.crops)
+    object_crop_size: int = 160
     camera_effects: bool = False  # sensor noise, blur, exposure, white balance, JPEG, vignetting (trainer.augment)
     map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry: where a keypoint sits on the maps
     cuboid: Cuboid | None = None  # the class's cuboid, needed to relabel symmetric objects
@@ -106,7 +110,8 @@ class FrameEncoder:
         frame = decode_sample(sample, s.unit)
         objects = select_objects(frame, s.class_name, s.min_visibility)
         keypoints = labelled_keypoints(frame, objects, s.cuboid, s.symmetries)
-        image, keypoints = apply_transform(self.transform, frame.image, keypoints, seed, s.image_size, frame.source)
+        image, keypoints = self._object_crop(frame.image, keypoints, seed)
+        image, keypoints = apply_transform(self.transform, image, keypoints, seed, s.image_size, frame.source)
         map_size = (s.image_size // s.stride, s.image_size // s.stride)
         padded = np.zeros((MAX_INSTANCES, 9, 2), np.float32)
         count = min(len(keypoints), MAX_INSTANCES)
@@ -123,6 +128,19 @@ class FrameEncoder:
             offsets, weight = centre_offset_maps(keypoints, map_size, s.stride, OFFSET_RADIUS, s.offset_scale, s.map_convention)
             item["offsets"], item["offset_weight"] = torch.from_numpy(offsets), torch.from_numpy(weight)
         return item
+
+
+    def _object_crop(self, image: np.ndarray, keypoints: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """With probability `object_crops` (training only), the crop around one of the instances at
+        the refinement scale, its centre shifted by up to a tenth of the object; else as given."""
+        s = self.settings
+        rng = np.random.default_rng([seed, OBJECT_CROP_STREAM])
+        if not s.train or len(keypoints) == 0 or rng.random() >= s.object_crops:
+            return image, keypoints
+        chosen = keypoints[rng.integers(len(keypoints)), :8]
+        shift = rng.uniform(-0.1, 0.1, size=2) * s.object_crop_size
+        crop = ZoomCrop.around(chosen, s.object_crop_size, (s.image_size, s.image_size), shift)
+        return crop.cut(image), crop.to_crop(keypoints)
 
 
 def labelled_keypoints(frame: Frame, objects: list[ObjectAnnotation], cuboid: Cuboid | None,
@@ -258,7 +276,7 @@ def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool, cu
         class_name=class_name, image_size=config.image_size, sigma=config.sigma,
         affinity_radius=config.affinity_radius, unit=unit, min_visibility=config.min_visibility,
         train=train and config.augment, rotation=config.rotation, scale_range=tuple(config.scale_range),
-        seed=config.seed, stride=spec.stride, offset_scale=spec.offset_scale, camera_effects=config.camera_effects,
+        seed=config.seed, stride=spec.stride, object_crops=config.object_crops, object_crop_size=config.object_crop_size, offset_scale=spec.offset_scale, camera_effects=config.camera_effects,
         map_convention=config.map_convention,
         cuboid=cuboid, symmetries=symmetries if symmetries.symmetric else None,
     )

@@ -220,6 +220,7 @@ def _network(config: TrainConfig, spec: NetworkSpec, dist: Distributed, plan: Da
         input_size=config.image_size, mean=mean, std=std, stride=spec.stride, outputs=spec.outputs,
         offset_scale=spec.offset_scale, map_convention=config.map_convention,
         symmetries=symmetries.to_dict() if symmetries.symmetric else None,
+        refine_object_size=config.object_crop_size if config.object_crops > 0 else None,
     )
     network.to(dist.device)
     if config.channels_last:

@@ -31,6 +31,7 @@ class ModelMeta:
     outputs: dict[str, int] = field(default_factory=lambda: {"belief": 9, "affinity": 16})
     offset_scale: float | None = None  # offset networks (`centre`): the offsets' unit in map cells
     map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry.pixel_to_map: how targets were placed
+    refine_object_size: int | None = None  # trained on object crops of this size (trainer.crops): infer's second pass
     symmetries: dict | None = None  # dope_stream.symmetry.Symmetries.to_dict(): labels follow its canonical pose
 
     def to_dict(self) -> dict:

@@ -1,0 +1,66 @@
+"""Object-centred crops at a fixed scale: "detect, crop, refine".
+
+Training (`object_crops` of the frames) and inference (the second pass of `infer.detector`) cut the
+same crop: the window around one object, zoomed so that its cuboid's larger side spans
+`object_size` pixels, outside the image filled with black (as the training augmentation's borders).
+The network then learns, and is asked, the object at one scale with its keypoints spread over many
+map cells, whatever its size in the photo. One definition here, so both sides see the same pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ZoomCrop:
+    """Image pixels -> crop pixels: crop = zoom * (image - centre) + crop centre (pixel centres at
+    integer coordinates, OpenCV's convention)."""
+
+    centre: np.ndarray  # (2,) image pixels at the crop's centre
+    zoom: float  # crop pixels per image pixel
+    size: tuple[int, int]  # (width, height) of the crop
+
+    @staticmethod
+    def around(corners_uv: np.ndarray, object_size: float, size: tuple[int, int], shift=(0.0, 0.0)) -> "ZoomCrop":
+        """The crop that shows the box of `corners_uv` (N, 2; NaN ignored) `object_size` pixels large,
+        its centre `shift` crop pixels off the crop's centre."""
+        low, high = np.nanmin(corners_uv, axis=0), np.nanmax(corners_uv, axis=0)
+        zoom = object_size / max(float((high - low).max()), 1.0)
+        return ZoomCrop((low + high) / 2 - np.asarray(shift, dtype=np.float64) / zoom, zoom, size)
+
+    def matrix(self) -> np.ndarray:
+        """(2, 3) affine image -> crop."""
+        offset = (np.array(self.size, dtype=np.float64) - 1) / 2 - self.zoom * self.centre
+        return np.array([[self.zoom, 0.0, offset[0]], [0.0, self.zoom, offset[1]]])
+
+    def cut(self, image: np.ndarray) -> np.ndarray:
+        """The crop of `image`. Shrinking goes through an area resize first (a warp would alias)."""
+        matrix = self.matrix()
+        if self.zoom < 1.0:
+            height, width = image.shape[:2]
+            small = (max(int(round(width * self.zoom)), 1), max(int(round(height * self.zoom)), 1))
+            image = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
+            # The resize maps x -> (x + 0.5) * s - 0.5 per axis; the warp then does the rest.
+            scale = np.array(small, dtype=np.float64) / (width, height)
+            resize = np.array([[scale[0], 0.0, 0.5 * scale[0] - 0.5], [0.0, scale[1], 0.5 * scale[1] - 0.5]])
+            matrix = _compose(matrix, _inverse(resize))
+        return cv2.warpAffine(image, matrix, self.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def to_crop(self, uv: np.ndarray) -> np.ndarray:
+        return (uv - self.centre) * self.zoom + (np.array(self.size, dtype=np.float64) - 1) / 2
+
+    def to_image(self, uv: np.ndarray) -> np.ndarray:
+        return (uv - (np.array(self.size, dtype=np.float64) - 1) / 2) / self.zoom + self.centre
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """(2, 3) affine of `outer` after `inner`."""
+    return (np.vstack([outer, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]]))[:2]
+
+
+def _inverse(affine: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(affine)
