@@ -6,7 +6,7 @@ The photos come with ground truth in this project's JSON format beside each imag
 only: never train, validate or choose settings on them.
 
     python benchmarks/bench_real.py --weights RUN_OR_CKPT --images ../shared/assets/realsample \\
-        [--input_height 240] [--models dope_stream/assets/objects] [--out out/bench_real]
+        [--input_height 240] [--refine_object_size 160] [--models dope_stream/assets/objects] [--out out/bench_real]
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from infer.overlay import write_overlay_grid
 ACCURACY_THRESHOLDS_CM = (2, 5, 10)
 
 
-def evaluate_real(weights: Path, images: Path, models: Path, out: Path, input_height: int | None) -> dict:
+def evaluate_real(weights: Path, images: Path, models: Path, out: Path, input_height: int | None,
+                  refine_object_size: int | None = None) -> dict:
     """Infer on every photo (intrinsics from its JSON), score against the same JSON files, draw the grid."""
     predictions = out / "predictions"
     summary = run_inference(InferConfig(weights=weights, images=images, out=predictions, input_height=input_height,
-                                        resume=False))
+                                        refine_object_size=refine_object_size, resume=False))
     metrics = evaluate_folders(predictions, images, models, symmetric=[])
     write_metrics(metrics, out)
     grid = write_overlay_grid(sorted(predictions.glob("*.png")), out / "overlays.jpg", count=20)
@@ -58,10 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, required=True, help="folder of photos with STEM.json ground truth")
     parser.add_argument("--models", type=Path, default=PACKAGE_ASSETS / "objects", help="CLASS/points.xyz per class")
     parser.add_argument("--input_height", type=int, default=None, help="network input height (default: native)")
+    parser.add_argument("--refine_object_size", type=int, default=None,
+                        help="second pass at this object size (default: the model's; 0: one pass)")
     parser.add_argument("--out", type=Path, default=Path("out/bench_real"))
     args = parser.parse_args(argv)
     try:
-        metrics = evaluate_real(args.weights, args.images, args.models, args.out, args.input_height)
+        metrics = evaluate_real(args.weights, args.images, args.models, args.out, args.input_height, args.refine_object_size)
     except DopeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
