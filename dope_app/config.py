@@ -85,7 +85,8 @@ class DemoConfig(ConfigModel):
 
     def _frames(self, out: Path, frames: int, seed: int, layout: str) -> GenerateConfig:
         return GenerateConfig(
-            out=out, nb_frames=frames, seed=seed, layout=layout, width=self.size, height=self.size,
+            # Flying boxes facing the camera (max_rotation): what a light network learns in the demo's minutes.
+            scene="flying", out=out, nb_frames=frames, seed=seed, layout=layout, width=self.size, height=self.size,
             nb_objects=self.nb_objects, nb_distractors=self.nb_distractors, depth_range=self.depth_range,
             max_rotation=self.max_rotation, render_workers=self.render_workers,
             image_format="jpg",  # test frames encoded as the training shards are (the figures were measured so)

@@ -15,9 +15,10 @@ from dope_stream.config import GenerateConfig
 
 
 def tiny_generate_config(out: Path, **overrides) -> GenerateConfig:
-    """A cheap config on the built-in assets: 64x64 frames, few objects, small shards."""
+    """A cheap config on the built-in assets: 64x64 frames, few objects, small shards; flying scenes
+    (the generator's mechanics without physics: tabletop scenes have tests of their own)."""
     values = dict(
-        out=out, nb_frames=6, width=64, height=64, nb_objects=(1, 2), nb_distractors=(1, 3), frames_per_shard=2, spp=1
+        scene="flying", out=out, nb_frames=6, width=64, height=64, nb_objects=(1, 2), nb_distractors=(1, 3), frames_per_shard=2, spp=1
     )
     values.update(overrides)
     return GenerateConfig(**values)

@@ -44,7 +44,7 @@ def independent_cuboid_projection(vertices: np.ndarray, annotation_object: dict,
 
 
 def test_projected_cuboid_matches_independent_projection(default_assets):
-    config = GenerateConfig(nb_objects=(5, 5), nb_distractors=(0, 0), width=320, height=240, fov=70)
+    config = GenerateConfig(scene="flying", nb_objects=(5, 5), nb_distractors=(0, 0), width=320, height=240, fov=70)
     vertices = default_assets.meshes[default_assets.targets["003_cracker_box"]].vertices
     for index in range(4):
         scene = sample_scene(config, default_assets, index)

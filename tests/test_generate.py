@@ -84,7 +84,7 @@ def test_resume_redoes_only_the_unfinished_shard(tmp_path, generated_shards):
 
 def test_resume_after_a_real_kill(tmp_path, generated_shards):
     out = tmp_path / "killed"
-    command = [sys.executable, "-m", "dope_app.cli", "generate", "--out", str(out), "--nb_frames", "6",
+    command = [sys.executable, "-m", "dope_app.cli", "generate", "--scene", "flying", "--out", str(out), "--nb_frames", "6",
                "--width", "64", "--height", "64", "--nb_objects", "1,2", "--nb_distractors", "1,3",
                "--frames_per_shard", "2", "--spp", "1"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,4 +1,5 @@
-"""Scene sampling: frame i depends only on (seed, i); counts, placement, ids and choices follow the config."""
+"""Scene sampling (flying scenes; tabletop ones in test_tabletop.py): frame i depends only on (seed, i);
+counts, placement, ids and choices follow the config."""
 
 from __future__ import annotations
 
@@ -14,18 +15,18 @@ def _poses(scene) -> list[np.ndarray]:
 
 
 def test_frame_depends_only_on_seed_and_index(default_assets):
-    config = GenerateConfig(seed=3)
+    config = GenerateConfig(scene="flying", seed=3)
     first = sample_scene(config, default_assets, 10)
     assert np.array_equal(_poses(first), _poses(sample_scene(config, default_assets, 10)))
     sample_scene(config, default_assets, 11)  # sampling other frames in between changes nothing
     assert sample_scene(config, default_assets, 10).lighting.yaw_deg == first.lighting.yaw_deg
     assert not np.array_equal(_poses(first)[0], _poses(sample_scene(config, default_assets, 11))[0])
-    assert not np.array_equal(_poses(first)[0], _poses(sample_scene(GenerateConfig(seed=4), default_assets, 10))[0])
+    assert not np.array_equal(_poses(first)[0], _poses(sample_scene(GenerateConfig(scene="flying", seed=4), default_assets, 10))[0])
 
 
 def test_renderer_choice_does_not_change_the_scene(default_assets):
-    raster = [sample_scene(GenerateConfig(), default_assets, i) for i in range(40)]
-    mixed = [sample_scene(GenerateConfig(renderer="mix", mix_fraction=0.5), default_assets, i) for i in range(40)]
+    raster = [sample_scene(GenerateConfig(scene="flying"), default_assets, i) for i in range(40)]
+    mixed = [sample_scene(GenerateConfig(scene="flying", renderer="mix", mix_fraction=0.5), default_assets, i) for i in range(40)]
     for a, b in zip(raster, mixed):
         assert np.array_equal(_poses(a), _poses(b)) and a.background == b.background
     chosen = [s.renderer for s in mixed]
@@ -34,7 +35,7 @@ def test_renderer_choice_does_not_change_the_scene(default_assets):
 
 
 def test_counts_ids_names_and_placement(default_assets):
-    config = GenerateConfig(nb_objects=(2, 4), nb_distractors=(3, 6), width=200, height=100, depth_range=(0.5, 0.9))
+    config = GenerateConfig(scene="flying", nb_objects=(2, 4), nb_distractors=(3, 6), width=200, height=100, depth_range=(0.5, 0.9))
     intrinsics = camera_intrinsics(config)
     seen_counts = set()
     for index in range(30):
@@ -60,23 +61,23 @@ def test_counts_ids_names_and_placement(default_assets):
 
 
 def test_intrinsics_from_fov_or_given():
-    assert camera_intrinsics(GenerateConfig(width=640, height=480, fov=90)).fx == pytest.approx(320.0)
-    given = camera_intrinsics(GenerateConfig(width=640, height=480, intrinsics="500,510,300,250"))
+    assert camera_intrinsics(GenerateConfig(scene="flying", width=640, height=480, fov=90)).fx == pytest.approx(320.0)
+    given = camera_intrinsics(GenerateConfig(scene="flying", width=640, height=480, intrinsics="500,510,300,250"))
     assert (given.fx, given.fy, given.cx, given.cy, given.width, given.height) == (500, 510, 300, 250, 640, 480)
 
 
 def test_backgrounds_and_distractor_sources(default_assets):
-    photos = [sample_scene(GenerateConfig(photo_background=1.0), default_assets, i).background for i in range(20)]
+    photos = [sample_scene(GenerateConfig(scene="flying", photo_background=1.0), default_assets, i).background for i in range(20)]
     assert all(b.mode == "photo" and b.photo_key in default_assets.backgrounds for b in photos)
-    hdr_only = [sample_scene(GenerateConfig(photo_background=0.0), default_assets, i).background for i in range(20)]
+    hdr_only = [sample_scene(GenerateConfig(scene="flying", photo_background=0.0), default_assets, i).background for i in range(20)]
     assert all(b.mode == "hdri" for b in hdr_only)
-    procedural = GenerateConfig(procedural_distractors=1.0, nb_distractors=10)
+    procedural = GenerateConfig(scene="flying", procedural_distractors=1.0, nb_distractors=10)
     keys = {i.mesh_key for s in range(10) for i in sample_scene(procedural, default_assets, s).instances if not i.is_target}
     assert keys <= set(default_assets.procedural) and len(keys) > 3
-    loaded = GenerateConfig(procedural_distractors=0.0, nb_distractors=10)
+    loaded = GenerateConfig(scene="flying", procedural_distractors=0.0, nb_distractors=10)
     keys = {i.mesh_key for s in range(10) for i in sample_scene(loaded, default_assets, s).instances if not i.is_target}
     assert keys <= set(default_assets.distractors)
-    lights = {sample_scene(GenerateConfig(), default_assets, i).lighting.hdri_key for i in range(200)}
+    lights = {sample_scene(GenerateConfig(scene="flying"), default_assets, i).lighting.hdri_key for i in range(200)}
     assert lights == set(default_assets.hdris)
 
 
@@ -90,12 +91,12 @@ def _degrees_from_reference(rotation: np.ndarray) -> float:
 
 
 def test_max_rotation_keeps_targets_near_upright_facing_the_camera(default_assets):
-    config = GenerateConfig(nb_objects=(2, 2), max_rotation=30.0)
+    config = GenerateConfig(scene="flying", nb_objects=(2, 2), max_rotation=30.0)
     rotations = [t.pose.rotation for i in range(40) for t in sample_scene(config, default_assets, i).targets]
     angles = [_degrees_from_reference(r) for r in rotations]
     assert max(angles) <= 30.0 + 1e-6 and max(angles) > 20.0  # bounded, and the range is used
     # The model's +z axis in camera coordinates points up in the image (camera -y).
     assert min(-r[1, 2] for r in rotations) >= np.cos(np.radians(30.0)) - 1e-9
     # The default is every orientation: some targets lie far from the reference.
-    uniform = [t.pose.rotation for i in range(20) for t in sample_scene(GenerateConfig(), default_assets, i).targets]
+    uniform = [t.pose.rotation for i in range(20) for t in sample_scene(GenerateConfig(scene="flying"), default_assets, i).targets]
     assert max(_degrees_from_reference(r) for r in uniform) > 90.0

@@ -28,7 +28,7 @@ def rendered(tmp_path_factory) -> Path:
     """8 frames of the built-in cracker box, rendered by `dope generate` (shards + manifest)."""
     out = tmp_path_factory.mktemp("rendered")
     config = GenerateConfig(
-        nb_frames=8, width=128, height=128, out=out, nb_objects=(1, 1), nb_distractors=(0, 1), depth_range=(0.4, 0.6),
+        scene="flying", nb_frames=8, width=128, height=128, out=out, nb_objects=(1, 1), nb_distractors=(0, 1), depth_range=(0.4, 0.6),
         frames_per_shard=4,
     )
     return generate(config)
