@@ -316,9 +316,10 @@ class GenerateConfig(ConfigModel):
     )
     scene: Literal["flying", "tabletop"] = Field(
         "tabletop",
-        description="tabletop (the default: it gave the better real-photo result, README 'Real photos'); flying: objects float in free space at any pose (depth_range, max_rotation); tabletop: "
-        "targets and distractors dropped with physics onto a textured table (stable poses, any yaw, touching and "
-        "hiding each other), seen from a camera on a sphere cap above it (elevation, camera_distance, camera_roll)",
+        description="tabletop: targets and distractors dropped with physics onto a textured table (stable poses, any "
+        "yaw, touching and hiding each other), seen from a camera on a sphere cap above it (elevation, camera_distance, "
+        "camera_roll); the default, for its better real-photo result (README 'Real photos'). flying: objects float "
+        "in free space at any pose (depth_range, max_rotation)",
     )
     elevation: FloatPair = Field(
         (5.0, 65.0), description="tabletop: camera elevation above the table plane, min,max degrees (0..90)"
