@@ -19,7 +19,9 @@ Canonical annotation (this project's / NVISII JSON): metres, `projected_cuboid` 
 Units (only `location` is affected; pixel coordinates carry no unit) are decided in this order:
 1. the dataset's `manifest.json` key `"units"` ("m" or "cm"; `dope generate` writes "m");
 2. the caller's declaration (`unit="m"|"cm"`, `dope train --unit`);
-3. detection per file (`unit="auto"`): centimetres if any object has `projected_cuboid_centroid`
+3. the file's own top-level `"units"` key (`dope infer` writes "m" in every prediction: one false
+   detection far away must not make a whole file read as centimetres);
+4. detection per file (`unit="auto"`): centimetres if any object has `projected_cuboid_centroid`
    (NDDS/FAT), a `visibility` above 1 (BlenderProc pixel count) or a `location` farther than 20
    units from the camera (no dataset places objects 20 m away; in cm they are typically 30-200);
    metres otherwise.
@@ -149,7 +151,9 @@ def decode_image(sample: dict, name: str) -> np.ndarray:
 
 
 def detect_unit(raw: dict) -> Literal["m", "cm"]:
-    """Guess the length unit of one annotation file (see the module docstring for the rules)."""
+    """The length unit of one annotation file: its "units" key, else a guess (module docstring)."""
+    if raw.get("units") in METRES_PER_UNIT:
+        return raw["units"]
     for obj in raw.get("objects", []):
         if not isinstance(obj, dict):
             continue

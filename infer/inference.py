@@ -142,7 +142,8 @@ def intrinsics_for(image_path: Path, width: int, height: int, config: InferConfi
 
 
 def prediction_json(detections: list[Detection], intrinsics: Intrinsics) -> dict:
-    return {"camera_data": intrinsics.to_json(), "objects": [d.to_json(i) for i, d in enumerate(detections)]}
+    # "units" declares metres: a far false detection must not make the file read as centimetres.
+    return {"units": "m", "camera_data": intrinsics.to_json(), "objects": [d.to_json(i) for i, d in enumerate(detections)]}
 
 
 def _save_frame(out: Path, stem: str, image_rgb: np.ndarray, detections: list[Detection], intrinsics: Intrinsics,

@@ -121,3 +121,23 @@ def test_cli_unknown_class_model_is_one_clear_error(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--models" in err and CLASS in err
+
+
+def test_a_far_false_detection_does_not_turn_predictions_into_centimetres(tmp_path):
+    """`dope infer` files say they are in metres: one detection 30 m away (a degenerate PnP on a few
+    clustered keypoints) once made the unit guess read the whole file as centimetres."""
+    from infer.detector import Detection
+    from infer.inference import prediction_json
+
+    (truth, other), = _ground_truth(tmp_path, count=1)
+    far = Pose(np.eye(3), np.array([1.0, 0.5, 30.0]))
+    cuboid = Cuboid.from_points(load_model_points(MODELS, CLASS))
+    detections = [
+        Detection(CLASS, pose, projected_cuboid(cuboid, pose, INTRINSICS), np.zeros((9, 2)), np.ones(9), np.ones(9, bool), 1.0, 0.0)
+        for pose in (truth, far, other)
+    ]
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "pred" / "000000.json").write_text(json.dumps(prediction_json(detections, INTRINSICS)))
+    summary = evaluate_folders(tmp_path / "pred", tmp_path / "gt", MODELS, [])["classes"][CLASS]
+    assert summary["matched"] == 2 and summary["false_positives"] == 1
+    assert summary["mean_error_m"] == pytest.approx(0.0, abs=1e-9)
