@@ -4,19 +4,34 @@ A SIGKILL of `dope generate` (or of the trainer) cannot run any clean-up, so the
 by themselves: spawned renderer processes otherwise stay alive, blocked writing results nobody
 reads, and keep the multiprocessing resource tracker alive with them (it exits once every process
 holding its pipe is gone). Every pool and DataLoader worker calls `die_with_parent` first.
+
+Processes we do not start ourselves cannot call it: a local Ray instance's raylet starts its
+dashboard and runtime-env agents and its workers. Ray kills its own direct children with the
+driver, but the agents, finding the raylet gone, first try to report that to the (equally dead)
+GCS, for up to a minute. `ProcessReaper` covers them: a small process that, once the process that
+started it dies, kills every process carrying its mark in the environment (inherited by everything
+started while the mark is set).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import secrets
 import signal
+import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_POLL_S = 1.0  # where prctl is missing: how often a watchdog thread checks the parent
+REAPER_MARK_VARIABLE = "DOPE_REAPER_MARK"
+REAP_ROUNDS = 20  # re-scans after killing (a process may start while the others die)
+PROC = Path("/proc")
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -49,3 +64,78 @@ def _watch_parent(parent_pid: int) -> None:
     while os.getppid() == parent_pid:
         time.sleep(PARENT_POLL_S)
     os._exit(1)
+
+
+# --- processes started by others ------------------------------------------------------------------
+
+
+def processes_with_environment(variable: str, value: str) -> list[int]:
+    """Live (non-zombie) processes, other than this one, whose environment holds variable=value
+    (Linux /proc; elsewhere none are found)."""
+    marker = f"{variable}={value}".encode()
+    found = []
+    for entry in PROC.iterdir() if PROC.is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0") and not _is_zombie(entry):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return found
+
+
+def _is_zombie(entry: Path) -> bool:
+    return (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z"
+
+
+class ProcessReaper:
+    """Kills the processes started under `marking()` when this process dies or calls `close()`.
+
+    The reaper process reads a pipe only this process writes to: end of file means this process
+    has gone (the kernel closes the pipe even after SIGKILL). It runs in a session of its own, so a
+    Ctrl-C in the terminal leaves it to clean up after the interrupted command.
+    """
+
+    def __init__(self) -> None:
+        self.mark = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", __name__, self.mark], stdin=subprocess.PIPE, start_new_session=True
+        )
+
+    @contextmanager
+    def marking(self) -> Iterator[None]:
+        """Processes started in the block (and everything they start) carry the mark."""
+        previous = os.environ.get(REAPER_MARK_VARIABLE)
+        os.environ[REAPER_MARK_VARIABLE] = self.mark
+        try:
+            yield
+        finally:
+            if previous is None:
+                del os.environ[REAPER_MARK_VARIABLE]
+            else:
+                os.environ[REAPER_MARK_VARIABLE] = previous
+
+    def close(self) -> None:
+        """Kill what is left of the marked processes now, and end the reaper."""
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def reap(mark: str) -> None:
+    """SIGKILL every process marked `mark`, until none is left."""
+    for _ in range(REAP_ROUNDS):
+        marked = processes_with_environment(REAPER_MARK_VARIABLE, mark)
+        if not marked:
+            return
+        for pid in marked:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:  # already gone
+                continue
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":  # the reaper process: wait for the end of the pipe, then reap
+    sys.stdin.buffer.read()
+    reap(sys.argv[1])

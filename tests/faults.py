@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from dope_stream.processes import processes_with_environment
 from dope_stream.writers import RUN_ONLY_OPTIONS
 
 TAG_VARIABLE = "DOPE_FAULT_TAG"
@@ -33,29 +34,10 @@ def dope_command(*options: str) -> list[str]:
     return [sys.executable, "-m", "dope_app.cli", *options]
 
 
-def tagged_processes(tag: str) -> list[int]:
-    """Live (non-zombie) processes whose environment holds TAG_VARIABLE=tag."""
-    marker = f"{TAG_VARIABLE}={tag}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0") and not _is_zombie(entry):
-                found.append(int(entry.name))
-        except OSError:  # gone meanwhile, or not ours
-            continue
-    return found
-
-
-def _is_zombie(entry: Path) -> bool:
-    return (entry / "stat").read_text().rpartition(")")[2].split()[0] == "Z"
-
-
 def survivors(tag: str, grace_s: float = EXIT_GRACE_S) -> list[str]:
     """Processes still tagged after `grace_s` (their command lines); they are then killed, one by one."""
     deadline = time.monotonic() + grace_s
-    while (left := tagged_processes(tag)) and time.monotonic() < deadline:
+    while (left := processes_with_environment(TAG_VARIABLE, tag)) and time.monotonic() < deadline:
         time.sleep(0.2)
     described = []
     for pid in left:

@@ -1,5 +1,6 @@
 """Training: the light network learns, resume is exact, checkpoints describe themselves, bad input is one error."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -90,6 +91,45 @@ def test_resume_matches_an_uninterrupted_run(tmp_path):
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()  # frozen layers have no state
     assert all(a["optimizer"]["state"][k]["step"] == b["optimizer"]["state"][k]["step"] == 5 for k in a["optimizer"]["state"])
 
+
+
+class _KeyEncoder:
+    """Stands in for FrameEncoder: a sample's key and augmentation seed, nothing decoded."""
+
+    settings = type("Settings", (), {"seed": 0})
+
+    def __call__(self, sample: dict, seed: int) -> dict:
+        return {"key": sample["__key__"], "seed": seed}
+
+
+def _numbered_frames(count: int, worker_id: int | None = None) -> list[dict]:
+    """Stands in for a source: all frames, or (worker_id given) a worker's share, as the live stream splits."""
+    info = torch.utils.data.get_worker_info()
+    workers = info.num_workers if info else 1
+    return [{"__key__": f"{i:06d}"} for i in range(count) if worker_id is None or i % workers == worker_id]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("split", [True, False])
+def test_resumed_iterable_epoch_continues_where_the_killed_one_stopped(workers, split):
+    """A resumed epoch of an iterable source (remote shards; the live stream, which splits by itself)
+    is the rest of the uninterrupted epoch, batch for batch and seed for seed: each worker's pass ends
+    where it would have, so the stream renders and writes every shard."""
+    from torch.utils.data import DataLoader
+
+    from trainer.data import IterableSource
+
+    def batches(samples_done: int) -> list[tuple]:
+        source = IterableSource(functools.partial(_numbered_frames, 26), _KeyEncoder(), rank=0, world_size=1, batch_size=4,
+                                split=split)
+        source.set_position(1, samples_done)
+        loader = DataLoader(source, batch_size=4, num_workers=workers, drop_last=True)
+        return [(tuple(b["key"]), tuple(b["seed"].tolist())) for b in loader]
+
+    uninterrupted = batches(0)
+    assert len(uninterrupted) == 6  # 26 frames: whole batches of each worker's share (13)
+    for trained in (1, 2, 3):
+        assert batches(4 * trained) == uninterrupted[trained:]
 
 def _run_cli(capsys, *options: str) -> str:
     assert main(["train", *options]) == 2

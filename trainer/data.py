@@ -7,7 +7,9 @@ Two sources, one encoder (`FrameEncoder`):
   (seed, epoch, index) and a resumed run skips already-trained batches without loading them.
 - `IterableSource`: any iterable of raw sample dicts (remote shards, the live stream); sample i of
   the iterable goes to consumer i mod (ranks x workers), so every rank and worker sees different
-  frames.
+  frames. A resumed epoch passes over the samples it trained before the kill (`set_position`), so
+  it ends where the uninterrupted epoch ends: the live stream then renders (and writes) every shard
+  the uninterrupted run would have, instead of stopping after the shards it read back.
 
 Each item is a dict: `image` (3, S, S) uint8 RGB (normalised on the device), `belief` (9, S/8, S/8),
 `affinity` (16, S/8, S/8), with `EncoderSettings.offset_scale` (offset networks) also `offsets`
@@ -194,28 +196,44 @@ class EpochSampler(DistributedSampler):
 
 class IterableSource(IterableDataset):
     """Raw samples from `open_samples()` (called once per worker), split across ranks and workers
-    (`split=False`: the source already splits, like the live stream)."""
+    into batches of `batch_size`. `split=False`: the source splits by itself, like the live stream;
+    then `open_samples(worker)` gives that DataLoader worker's share."""
 
-    def __init__(self, open_samples: Callable[[], Iterable[dict]], encoder: FrameEncoder, rank: int, world_size: int,
-                 split: bool = True):
+    def __init__(self, open_samples: Callable[..., Iterable[dict]], encoder: FrameEncoder, rank: int, world_size: int,
+                 batch_size: int, split: bool = True):
         self.open_samples = open_samples
         self.encoder = encoder
         self.rank = rank
         self.world_size = world_size
+        self.batch_size = batch_size
         self.split = split
         self.epoch = 0
+        self.samples_done = 0  # of this rank, in the current epoch (a resumed run)
         self.frames_per_epoch: int | None = None  # all ranks together; None: unknown
+
+    def set_position(self, epoch: int, samples_done: int) -> None:
+        """The next pass is `epoch`, of which this rank trained `samples_done` samples before."""
+        self.epoch, self.samples_done = epoch, samples_done
 
     def __iter__(self) -> Iterator[dict]:
         worker = get_worker_info()
         workers, worker_id = (worker.num_workers, worker.id) if worker else (1, 0)
-        consumers = self.world_size * workers if self.split else 1
-        me = self.rank * workers + worker_id if self.split else 0
-        salt = self.rank * workers + worker_id  # distinct augmentation per consumer
+        # The DataLoader takes whole batches from its workers in turn, worker 0 first. After b trained
+        # batches, worker w plays the part of worker (w + b) mod workers and passes over that part's
+        # trained batches: the resumed epoch is the rest of the uninterrupted one, batch for batch.
+        batches_done = self.samples_done // self.batch_size
+        part = (worker_id + batches_done) % workers
+        trained = len(range(part, batches_done, workers)) * self.batch_size
+        consumer = self.rank * workers + part  # also salts the augmentation
         try:
-            for position, sample in enumerate(self.open_samples()):
-                if position % consumers == me:
-                    yield self.encoder(sample, sample_seed(self.encoder.settings.seed, self.epoch, salt, position))
+            if self.split:
+                numbered = enumerate(self.open_samples())
+                mine = ((p, s) for p, s in numbered if p % (self.world_size * workers) == consumer)
+            else:
+                mine = enumerate(self.open_samples(part))
+            for count, (position, sample) in enumerate(mine):
+                if count >= trained:
+                    yield self.encoder(sample, sample_seed(self.encoder.settings.seed, self.epoch, consumer, position))
         except DopeError as err:  # the source itself failed (an unreadable shard, the stream)
             yield {ERROR_KEY: str(err)}
 

@@ -349,10 +349,9 @@ def _optimisation_step(run: Run, batch: dict) -> torch.Tensor:
 
 
 def _loader(plan: DataPlan, config: TrainConfig, epoch: int, samples_done: int) -> DataLoader:
-    if plan.sampler is not None:
-        plan.sampler.set_position(epoch, samples_done)
-    else:
-        plan.train.epoch = epoch
+    # A resumed epoch continues where the killed run stopped (an iterable source passes over the rest).
+    position = plan.sampler if plan.sampler is not None else plan.train
+    position.set_position(epoch, samples_done)
     # Spawned workers: the live stream's Ray connection cannot survive a fork.
     context = "spawn" if config.stream is not None and config.loader_workers > 0 else None
     return DataLoader(

@@ -39,7 +39,7 @@ def plan_data(config: TrainConfig, rank: int, world_size: int) -> DataPlan:
     train_local, held_out = (reference, None) if config.val_data or remote else split_validation(reference, config.val_fraction, config.seed)
     validation = validation_set(config, class_name, cuboid, held_out)
     if remote:
-        source = IterableSource(functools.partial(stream_shards, remote), train_encoder, rank, world_size)
+        source = IterableSource(functools.partial(stream_shards, remote), train_encoder, rank, world_size, config.batch_size)
         return DataPlan(source, None, validation, class_name, cuboid)
     train = MapDataset(train_local, train_encoder)
     sampler = EpochSampler(train, world_size, rank, shuffle=True, seed=config.seed)

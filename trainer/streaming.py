@@ -37,9 +37,9 @@ def stream_plan(config: TrainConfig) -> DataPlan:
         raise DopeError(f"option 'object': class {class_name!r} is not rendered by the stream into {generate_config.out} (classes: {', '.join(classes)})")
     cuboid = frames.cuboids[class_name]
     encoder = FrameEncoder(encoder_settings(config, class_name, "m", train=True, cuboid=cuboid))
-    # RayFrameDataset already gives each rank and worker its own frames. `partial(iter, ...)` (not a
+    # RayFrameDataset already gives each rank and worker its own frames. A bound method (not a
     # lambda) pickles into spawned DataLoader workers.
-    source = IterableSource(functools.partial(iter, frames), encoder, rank=0, world_size=1, split=False)
+    source = IterableSource(frames.worker_frames, encoder, rank=0, world_size=1, batch_size=config.batch_size, split=False)
     source.frames_per_epoch = config.stream_frames_per_epoch or generate_config.nb_frames
     validation = validation_set(config, class_name, cuboid)
     log.info("streaming %s: %d frames per epoch into %s", class_name, source.frames_per_epoch, generate_config.out)

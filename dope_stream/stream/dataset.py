@@ -36,14 +36,15 @@ log = logging.getLogger(__name__)
 
 LOADER_CONTEXT = "spawn"  # DataLoader(multiprocessing_context=LOADER_CONTEXT) when num_workers > 0
 
-def consumer_slot() -> tuple[int, int]:
-    """(this consumer's number, number of consumers) over DDP ranks x DataLoader workers."""
+def consumer_slot(worker_id: int | None = None) -> tuple[int, int]:
+    """(this consumer's number, number of consumers) over DDP ranks x DataLoader workers; `worker_id`
+    overrides the DataLoader worker's own (a resumed epoch gives each worker another's part)."""
     rank, world = 0, 1
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     worker = get_worker_info()
-    worker_id, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
-    return rank * workers + worker_id, world * workers
+    own_id, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+    return rank * workers + (own_id if worker_id is None else worker_id), world * workers
 
 
 def actors_for(consumer: int, consumers: int, total_actors: int) -> int:
@@ -87,8 +88,12 @@ class RayFrameDataset(IterableDataset):
         self.last_stream: FrameStream | None = None  # for stats; per process
 
     def __iter__(self) -> Iterator[RawSample]:
+        return self.worker_frames()
+
+    def worker_frames(self, worker_id: int | None = None) -> Iterator[RawSample]:
+        """This consumer's frames, as DataLoader worker `worker_id` (default: this worker) gets them."""
         connect(self.address)  # a spawned worker or DDP rank joins; a forked worker raises
-        consumer, consumers = consumer_slot()
+        consumer, consumers = consumer_slot(worker_id)
         samples = self._frames(consumer, consumers)
         if self.config.shuffle_buffer > 0:
             rng = random.Random(f"{self.config.seed}:{consumer}")

@@ -21,6 +21,7 @@ from typing import Iterator
 import ray
 
 from ..errors import DopeError
+from ..processes import ProcessReaper
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ CONNECT_TIMEOUT_S = 3.0  # ray.init retries an unreachable address for minutes; 
 AUTH_MODE_VARIABLE, TOKEN_VARIABLE, TOKEN_PATH_VARIABLE = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 DEFAULT_TOKEN_FILE = Path("~/.ray/auth_token")  # Ray's default token file (`ray get-auth-token`)
 _connected_pid: int | None = None  # the process whose Ray connection this module saw or made
+_reaper: ProcessReaper | None = None  # kills the local Ray instance's processes when we die
 
 
 def _check_reachable(address: str) -> None:
@@ -110,7 +112,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     `address` 'local' or None: reuse this process's connection if any, else start Ray here with
     `num_cpus` (default: the machine's CPU count) and no dashboard. Otherwise join that cluster.
     """
-    global _connected_pid
+    global _connected_pid, _reaper
     if ray.is_initialized():
         if _connected_pid not in (None, os.getpid()):
             raise DopeError(
@@ -127,7 +129,10 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         # actors are what the trainer waits on, and at 15 a training process on the same cores
         # starved them (the trainer waited for frames; seen with `dope train --stream` on 2 cores).
         os.environ.setdefault(WORKER_NICENESS_VARIABLE, "0")
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+        # Ray's agents outlive a killed driver by up to a minute (see dope_stream.processes).
+        _reaper = ProcessReaper()
+        with _reaper.marking():
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
         _connected_pid = os.getpid()
         return True
     _check_reachable(address)
@@ -158,6 +163,9 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[No
 
 
 def disconnect() -> None:
-    global _connected_pid
+    global _connected_pid, _reaper
     ray.shutdown()
     _connected_pid = None
+    if _reaper is not None:
+        _reaper.close()
+        _reaper = None
