@@ -63,9 +63,12 @@ class Scenario:
     compare: Callable[[Path, Path], list[str]]  # (result, reference) -> differences
     prepare: Callable[[Path], None] = lambda work: None  # inputs the command needs, made once
 
+    def reference_folder(self, work: Path) -> Path:
+        return work / f"reference-{self.reference_name}"
+
     def reference_in(self, work: Path) -> Path:
         """The uninterrupted result (made on first use, with the inputs), under `work`."""
-        folder = work / f"reference-{self.reference_name}"
+        folder = self.reference_folder(work)
         if not (work / f"{folder.name}.done").exists():
             self.prepare(work)
             self.reference(folder)
@@ -146,12 +149,15 @@ def same_dataset(result: Path, reference: Path) -> list[str]:
 
 # --- the scenarios --------------------------------------------------------------------------------
 
-FRAMES, FRAMES_PER_SHARD, SIZE = 24, 4, 48
+# Small enough that a scenario (reference, killed run, re-run) takes seconds of work, not minutes; big
+# enough that every command writes several files and checkpoints, so a kill lands between them.
+FRAMES, FRAMES_PER_SHARD, SIZE, BATCH = 12, 3, 32, 4
 GENERATE_OPTIONS = (
     "--nb_frames", str(FRAMES), "--width", str(SIZE), "--height", str(SIZE), "--nb_objects", "1",
     "--nb_distractors", "1,2", "--frames_per_shard", str(FRAMES_PER_SHARD), "--seed", "3",
 )
-TRAIN_STEPS = 2 * FRAMES // 4  # 2 epochs of batch 4
+EPOCHS = 2
+TRAIN_STEPS = EPOCHS * FRAMES // BATCH
 
 
 def _generate_command(layout: str, workers: int) -> Callable[[Path], list[str]]:
@@ -192,14 +198,10 @@ def _same_final_model(result: Path, reference: Path) -> list[str]:
     return differences
 
 
-def _train_data(work: Path) -> Path:
-    return work / "train-data"
-
-
-def _train_command(work: Path) -> Callable[[Path], list[str]]:
+def _train_command(data: Path) -> Callable[[Path], list[str]]:
     return lambda out: dope_command(
-        "train", "--data", str(_train_data(work)), "--net", "light", "--stages", "1", "--epochs", "2",
-        "--batch_size", "4", "--image_size", str(SIZE), "--loader_workers", "2", "--save_every", "2", "--keep_last", "2",
+        "train", "--data", str(data), "--net", "light", "--stages", "1", "--epochs", str(EPOCHS),
+        "--batch_size", str(BATCH), "--image_size", str(SIZE), "--loader_workers", "2", "--save_every", "2", "--keep_last", "2",
         "--val_fraction", "0", "--warmup_steps", "2", "--seed", "1", "--threads", "1", "--resume", "--out", str(out),
     )
 
@@ -214,31 +216,33 @@ def _stream_yaml(out: Path) -> Path:
 
 def _stream_command(out: Path) -> list[str]:
     return dope_command(
-        "train", "--stream", str(_stream_yaml(out)), "--net", "light", "--stages", "1", "--epochs", "1",
-        "--batch_size", "4", "--image_size", str(SIZE), "--loader_workers", "0", "--save_every", "2", "--resume",
+        "train", "--stream", str(_stream_yaml(out)), "--net", "light", "--stages", "1", "--epochs", str(EPOCHS),
+        "--batch_size", str(BATCH), "--image_size", str(SIZE), "--loader_workers", "0", "--save_every", "2", "--resume",
         "--out", str(out / "run"),
     )
 
 
 def _stream_result(result: Path, reference: Path) -> list[str]:
     differences = same_files(result / "data", reference, "*.tar")
-    return differences + ([] if _latest_step(result / "run") == FRAMES // 4 else ["training did not finish"])
+    return differences + ([] if _latest_step(result / "run") == TRAIN_STEPS else ["training did not finish"])
 
 
 def scenarios(work: Path) -> dict[str, Scenario]:
-    """name -> Scenario; `work` holds the reference runs and the training data."""
+    """name -> Scenario; `work` holds the reference runs (the shards reference is also the training data)."""
     shards = FRAMES // FRAMES_PER_SHARD
     shards_reference = lambda folder: _run_to_end(_generate_command("shards", 1)(folder), folder)  # noqa: E731
     folder_reference = lambda folder: _run_to_end(_generate_command("folder", 1)(folder), folder)  # noqa: E731
-    train = _train_command(work)
+    generate_shards = Scenario("generate-shards", _generate_command("shards", 1), _count("shard-*.tar"), shards, "shards",
+                               shards_reference, same_dataset)
+    train = _train_command(generate_shards.reference_folder(work))
     listed = [
-        Scenario("generate-shards", _generate_command("shards", 1), _count("shard-*.tar"), shards, "shards", shards_reference, same_dataset),
+        generate_shards,
         Scenario("generate-shards-2-workers", _generate_command("shards", 2), _count("shard-*.tar"), shards, "shards",
                  shards_reference, same_dataset),
         Scenario("generate-folder-2-workers", _generate_command("folder", 2), _count("[0-9]*.json"), FRAMES, "folder",
                  folder_reference, same_dataset),
         Scenario("train", train, _latest_step, TRAIN_STEPS, "train", lambda folder: _run_to_end(train(folder), folder),
-                 _same_final_model, prepare=lambda work: _run_to_end(_generate_command("shards", 1)(_train_data(work)), _train_data(work))),
+                 _same_final_model, prepare=generate_shards.reference_in),
         Scenario("stream", _stream_command, _count("shard-*.tar", "data"), shards, "shards", shards_reference, _stream_result),
     ]
     return {scenario.name: scenario for scenario in listed}

@@ -132,7 +132,10 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
         # Ray's agents outlive a killed driver by up to a minute (see dope_stream.processes).
         _reaper = ProcessReaper()
         with _reaper.marking():
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+            try:
+                ray.init(address="local", num_cpus=cpus, include_dashboard=False, **quiet)
+            except Exception as err:  # what ray.init raises when its processes do not come up in time
+                raise DopeError(f"ray: the local Ray instance did not start: {err}") from None
         _connected_pid = os.getpid()
         return True
     _check_reachable(address)
