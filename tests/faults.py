@@ -154,7 +154,7 @@ def same_dataset(result: Path, reference: Path) -> list[str]:
 FRAMES, FRAMES_PER_SHARD, SIZE, BATCH = 12, 3, 32, 4
 GENERATE_OPTIONS = (
     "--nb_frames", str(FRAMES), "--width", str(SIZE), "--height", str(SIZE), "--nb_objects", "1",
-    "--nb_distractors", "1,2", "--frames_per_shard", str(FRAMES_PER_SHARD), "--seed", "3",
+    "--nb_distractors", "1,2", "--frames_per_shard", str(FRAMES_PER_SHARD), "--seed", "3", "--scene", "flying",
 )
 EPOCHS = 2
 TRAIN_STEPS = EPOCHS * FRAMES // BATCH
