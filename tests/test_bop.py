@@ -155,6 +155,9 @@ def test_results_csv_has_the_columns_bop_toolkit_reads(tmp_path):
     with open(path, newline="") as stream:
         rows = list(csv.reader(stream))
     assert rows[0] == ["scene_id", "im_id", "obj_id", "score", "R", "t", "time"]
+    # bop_toolkit's inout.load_bop_results splits each line on commas, expecting 7 fields, and the
+    # R and t fields on whitespace
+    assert all(len(line.split(",")) == 7 for line in path.read_text().splitlines())
     scene_id, im_id, obj_id, score, rotation, translation, seconds = rows[1]
     assert (int(scene_id), int(im_id), int(obj_id), float(score), float(seconds)) == (2, 4, 1, 0.75, 0.031)
     np.testing.assert_allclose(np.array(rotation.split(), float).reshape(3, 3), pose.rotation, atol=1e-9)  # row-major

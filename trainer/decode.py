@@ -90,7 +90,7 @@ def _refine(belief: np.ndarray, channel: np.ndarray, row: np.ndarray, col: np.nd
     """(N, 2) map coordinates (x, y) of the peaks at integer cells (row, col).
 
     A belief-weighted mean over a window sized to each peak: the window grows ring by ring
-    (up to `window_radius`) until its ring falls below a fifth of the peak, or rises again (another
+    (up to `window_radius`) until its ring falls below RING_STOP of the peak, or rises again (another
     peak), and the weights are the values minus that ring's maximum. The blob above that level lies
     inside the window and is symmetric about the true centre, so neither a wide peak nor a background
     level pulls the mean to the integer cell. Along an axis where the window crosses the map's
