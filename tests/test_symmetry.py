@@ -50,10 +50,10 @@ def moved(pose: Pose, transform: np.ndarray) -> Pose:
     return Pose(pose.rotation @ transform[:3, :3], pose.translation + pose.rotation @ transform[:3, 3])
 
 
-def draw_box(pose: Pose) -> np.ndarray:
+def draw_box(pose: Pose, intrinsics: Intrinsics = INTRINSICS) -> np.ndarray:
     """The symmetric box on grey, faces painted far to near."""
-    points = projected_cuboid(BOX, pose, INTRINSICS)
-    image = np.full((160, 160, 3), 90, np.uint8)
+    points = projected_cuboid(BOX, pose, intrinsics)
+    image = np.full((intrinsics.height, intrinsics.width, 3), 90, np.uint8)
     depth = pose.apply(BOX.keypoints()[:8])[:, 2]
     for face in sorted(range(6), key=lambda f: -depth[list(FACES[f])].mean()):
         cv2.fillConvexPoly(image, np.round(points[list(FACES[face])] * 16).astype(np.int32), AXIS_COLOURS[face], cv2.LINE_AA, 4)
@@ -187,3 +187,45 @@ def test_training_stores_symmetries_and_map_convention_for_inference(tmp_path):
     box_models_info(tmp_path / "models_info.json")
     with pytest.raises(DopeError, match="has no object 'toy_box'"):
         train(bad)
+
+
+def write_twin_views(folder, views: int, size: int):
+    """Each of `views` images of the symmetric box twice, annotated at its pose and at the pose a
+    half turn away (the same image): the contradiction plain labels give a symmetric object."""
+    folder.mkdir()
+    intrinsics = Intrinsics.from_fov(size, size, 50.0)
+    rng = np.random.default_rng(2)
+    for view in range(views):
+        pose = Pose(Rotation.random(random_state=rng).as_matrix(), np.array([0.0, 0.0, 0.45]))
+        image = encode_png(draw_box(pose, intrinsics))
+        for twin, annotated in enumerate((pose, moved(pose, half_turn(view % 3)))):
+            stem = folder / f"{2 * view + twin:06d}"
+            stem.with_suffix(".png").write_bytes(image)
+            stem.with_suffix(".json").write_text(json.dumps({"camera_data": intrinsics.to_json(), "objects": [{
+                "class": "box", "name": "box_0", "location": annotated.translation.tolist(),
+                "quaternion_xyzw": annotated.quaternion_xyzw.tolist(),
+                "projected_cuboid": projected_cuboid(BOX, annotated, intrinsics).tolist(), "visibility": 1.0}]}))
+    (folder / "manifest.json").write_text(json.dumps({"units": "m", "classes": {"box": BOX.to_dict()}}))
+    return folder
+
+
+def test_symmetry_aware_training_converges_where_plain_training_contradicts_itself(tmp_path):
+    """The same images with both labellings: plain training cannot fit both (its loss stays up and its
+    corners are wrong), symmetry-aware training labels them alike and learns them."""
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+
+    data = write_twin_views(tmp_path / "data", views=4, size=96)
+    box_models_info(tmp_path / "models_info.json")
+    (tmp_path / "model_info.json").write_text(json.dumps(json.loads((tmp_path / "models_info.json").read_text())["3"]))
+    runs = {}
+    for name, extra in (("plain", {}), ("aware", {"symmetries": tmp_path / "model_info.json"})):
+        config = TrainConfig(
+            data=[data], val_data=[data], net="light", epochs=45, batch_size=8, lr=3e-3, image_size=96, augment=False,
+            warmup_steps=5, loader_workers=0, val_every=45, save_every=1000, out=tmp_path / name, seed=0, **extra,
+        )
+        runs[name] = train(config)
+    plain, aware = (np.mean(runs[n].losses[-5:]) for n in ("plain", "aware"))
+    assert aware < plain / 2, (plain, aware)
+    plain_error, aware_error = (runs[n].validation[-1]["keypoint_error_px"] for n in ("plain", "aware"))
+    assert aware_error < 3.0 and plain_error > 2 * aware_error, (plain_error, aware_error)
