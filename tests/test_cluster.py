@@ -202,7 +202,7 @@ def dope_generate(cluster: Cluster, out: Path, env: dict[str, str]) -> subproces
     command = [sys.executable, "-m", "dope_app.cli", "generate", "--ray", cluster.address, "--out", str(out),
                "--nb_frames", str(NB_FRAMES), "--frames_per_shard", str(FRAMES_PER_SHARD), "--width", "64",
                "--height", "64", "--nb_objects", "1,2", "--nb_distractors", "2", "--spp", "1", "--seed", "5",
-               "--workers", "2"]
+               "--workers", "2", "--scene", "flying"]  # as tiny_generate_config: the default is tabletop
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
 
 
