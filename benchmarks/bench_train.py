@@ -1,6 +1,6 @@
 """Training throughput: `dope` vs `light` at equal input size, and a combined --stream run.
 
-    python benchmarks/bench_train.py [--size 400] [--batch 8] [--rounds 3] [--amp]
+    python benchmarks/bench_train.py [--size 400] [--batch 8] [--rounds 3] [--amp] [--device cuda]
     python benchmarks/bench_train.py --stream STREAM.yaml [--stream-steps 20]
 
 Part 1 times full optimisation steps (forward over all stages, the network's own loss, backward,
@@ -14,6 +14,7 @@ waited for frames.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -31,28 +32,33 @@ from trainer.networks import build_network, count_parameters, network_spec  # no
 class StepTimer:
     """One network's training step on random images and real-shaped targets."""
 
-    def __init__(self, net: str, size: int, batch: int, amp: bool):
+    def __init__(self, net: str, size: int, batch: int, amp: bool, device: torch.device):
         torch.manual_seed(0)
-        self.net, self.batch, self.amp = net, batch, amp
+        self.net, self.batch, self.amp, self.device = net, batch, amp, device
         # light as trained by default (ImageNet encoder, early layers frozen); dope has no weights offline
-        self.model = build_network(net, pretrained=net == "light").to(memory_format=torch.channels_last).train()
+        model = build_network(net, pretrained=net == "light").to(device)
+        self.model = model.to(memory_format=torch.channels_last).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
-        self.x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+        self.x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
         self.spec = network_spec(net)
         cells = size // self.spec.stride
-        self.targets = {"belief": torch.rand(batch, 9, cells, cells), "affinity": torch.rand(batch, 16, cells, cells) * 2 - 1}
+        maps = functools.partial(torch.rand, batch, device=device)
+        self.targets = {"belief": maps(9, cells, cells), "affinity": maps(16, cells, cells) * 2 - 1}
         if self.spec.offset_scale is not None:
-            self.targets.update(offsets=torch.randn(batch, 16, cells, cells), offset_weight=torch.ones(batch, 1, cells, cells))
+            self.targets.update(offsets=torch.randn(batch, 16, cells, cells, device=device),
+                                offset_weight=torch.ones(batch, 1, cells, cells, device=device))
         self.wall: list[float] = []
         self.cpu: list[float] = []
 
     def step(self, record: bool = True) -> None:
         wall, cpu = time.perf_counter(), time.process_time()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             loss = self.spec.loss(self.spec.forward(self.model, self.x), self.targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # kernels run asynchronously: time the finished step
         if record:
             self.wall.append(time.perf_counter() - wall)
             self.cpu.append(time.process_time() - cpu)
@@ -66,9 +72,9 @@ class StepTimer:
         return self.batch / wall, self.batch / cpu
 
 
-def compare(size: int, batch: int, rounds: int, light_per_round: int, amp: bool) -> None:
+def compare(size: int, batch: int, rounds: int, light_per_round: int, amp: bool, device: torch.device) -> None:
     """Interleaved rounds (one dope step, then a few light steps), so both see the same machine load."""
-    light, dope = StepTimer("light", size, batch, amp), StepTimer("dope", size, batch, amp)
+    light, dope = StepTimer("light", size, batch, amp, device), StepTimer("dope", size, batch, amp, device)
     light.step(record=False)  # warm-up: allocators, kernels
     dope.step(record=False)
     for _ in range(rounds):
@@ -107,6 +113,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed dope steps (~30-45 s each on 2 cores)")
     parser.add_argument("--light-per-round", type=int, default=3, help="timed light steps after each dope step")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (slower than fp32 on CPUs without AMX)")
+    parser.add_argument("--device", default="cpu", help="torch device of part 1 (cpu, cuda, cuda:1)")
     parser.add_argument("--stream", type=Path, help="GenerateConfig YAML for the combined generate-and-train run")
     parser.add_argument("--stream-steps", type=int, default=20)
     parser.add_argument("--stream-workers", type=int, default=0)
@@ -117,8 +124,12 @@ def main() -> None:
     if args.stream:
         stream_run(args.stream, args.stream_steps, args.size, args.batch, args.stream_workers)
         return
-    print(f"training throughput at {args.size}x{args.size}, batch {args.batch}, {torch.get_num_threads()} threads, amp={args.amp}")
-    compare(args.size, args.batch, args.rounds, args.light_per_round, args.amp)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch finds no CUDA device")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"training throughput at {args.size}x{args.size}, batch {args.batch}, {where}, amp={args.amp}")
+    compare(args.size, args.batch, args.rounds, args.light_per_round, args.amp, device)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Two layers:
   `000123.json`, searched recursively) and BOP datasets (`dope_stream.bop`: each image's tables
   converted to the canonical JSON, metres) into a `LocalDataset` (a sequence of raw samples);
   `iter_raw_samples(paths)` also streams URLs/brace patterns through the webdataset library. The live
-  stream (`dope_stream.stream`) yields the same dicts.
+  stream (`dope_stream.stream`) yields the same dicts, fresh frames with their members decoded
+  (arrays, the annotation dict: `dope_stream.exchange`), which `decode_sample` takes as they are.
 - *frames*: `decode_sample(sample, unit) -> Frame`, an RGB uint8 image plus the canonical annotation.
 
 Canonical annotation (this project's / NVISII JSON): metres, `projected_cuboid` with 9 points (the
@@ -40,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from .bop import BopDataset, index_bop, is_bop
@@ -48,8 +48,8 @@ from .completeness import check_against_manifest
 from .config import check_focal_lengths
 from .errors import DopeError
 from .exchange import (
-    ANNOTATION_MEMBER, IMAGE_MEMBERS, IMAGE_SUFFIXES, LAYER_MEMBERS, MANIFEST_NAME, SHARD_SUFFIXES, manifest_cuboids,
-    manifest_unit, parse_json, read_manifest, shard_member_offsets,
+    ANNOTATION_MEMBER, IMAGE_MEMBERS, IMAGE_SUFFIXES, LAYER_MEMBERS, MANIFEST_NAME, SHARD_SUFFIXES, decode_image_member,
+    manifest_cuboids, manifest_unit, parse_json, read_manifest, shard_member_offsets,
 )
 from .geometry import NUM_KEYPOINTS, Cuboid, Intrinsics
 
@@ -141,13 +141,10 @@ def decode_image(sample: dict, name: str) -> np.ndarray:
     ext = next((e for e in IMAGE_MEMBERS if e in sample), None)
     if ext is None:
         raise DopeError(f"{name}: sample has no image (expected one of {', '.join(IMAGE_MEMBERS)})")
-    data = sample[ext]
-    if isinstance(data, np.ndarray):  # already decoded (e.g. by an in-process producer)
-        return data
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    image = decode_image_member(sample[ext])  # bytes, or already decoded (the live stream)
     if image is None:
         raise DopeError(f"{name}.{ext}: image cannot be decoded")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def detect_unit(raw: dict) -> Literal["m", "cm"]:

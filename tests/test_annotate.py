@@ -146,3 +146,24 @@ def test_hidden_target_is_kept_with_zero_visibility(box_renderer):
     obj = annotate(scene, renderer.render(scene), assets)["objects"][0]
     assert obj["visibility"] == 0.0 and obj["px_count_visib"] == 0 and obj["px_count_all"] > 0
     assert obj["bounding_box_minx_maxx_miny_maxy"] == [-1, -1, -1, -1]
+
+
+def test_pixel_counts_and_boxes_of_targets_behind_the_camera_plane_and_cut_by_the_border(box_renderer):
+    # The annotation counts pixels inside each projected cuboid's box; a cuboid with corners behind
+    # the camera bounds nothing, and one cut by the image border must be clipped to it.
+    assets, renderer = box_renderer
+    intrinsics = Intrinsics(150.0, 150.0, 63.5, 63.5, 128, 128)
+    offset = np.array([0.02, -0.03, 0.01])  # the box's model origin, off its centre
+    straddling = Pose(np.eye(3), np.array([0.05, 0.04, 0.02]) - offset)  # z from -0.005 to 0.045 m
+    cut = Pose(random_rotation(np.random.default_rng(3)), np.array([-0.22, -0.05, 0.5]))
+    scene = _scene([Instance("target/box", straddling, Material(), 1, "box", "box_0"),
+                    Instance("target/box", cut, Material(), 2, "box", "box_1")], intrinsics)
+    layers = renderer.render(scene)
+    objects = annotate(scene, layers, assets)["objects"]
+    corners_z = straddling.apply(assets.cuboid("box").keypoints())[:, 2]
+    assert corners_z.min() < 0 < corners_z.max()
+    assert np.array(objects[1]["projected_cuboid"])[:, 0].min() < 0  # reaches past the left border
+    for obj in objects:
+        rows, columns = np.nonzero(layers.instance_id == obj["segmentation_id"])
+        assert obj["px_count_visib"] == len(rows) > 50
+        assert obj["bounding_box_minx_maxx_miny_maxy"] == [columns.min(), columns.max(), rows.min(), rows.max()]

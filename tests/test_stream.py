@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ray
 import torch
@@ -26,7 +27,7 @@ from dope_stream.generate import generate as generate_with_ray
 from dope_stream.stream.dataset import LOADER_CONTEXT, RayFrameDataset
 from dope_stream.stream.frames import FrameStream
 from dope_stream.stream.session import cluster_address, connect, disconnect
-from dope_stream.exchange import MANIFEST_NAME, shard_name
+from dope_stream.exchange import MANIFEST_NAME, decode_members, encode_image, read_shard, shard_name
 from dope_stream.writers import open_writer
 
 NB_FRAMES = 24
@@ -85,20 +86,61 @@ def test_unreachable_cluster_is_one_line_error(tmp_path):
     assert not any((tmp_path / "d").iterdir())
 
 
+def as_arrays(sample: dict) -> dict:
+    """A sample's members decoded, tensors (from a DataLoader's conversion) back to numpy."""
+    return decode_members({k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in sample.items()})
+
+
+def assert_same_members(sample: dict, expected: dict) -> None:
+    """Exactly the same decoded members: pixels, ids, millimetres (dtype and shape too), annotation."""
+    assert set(sample) == set(expected)
+    for name, value in expected.items():
+        if isinstance(value, np.ndarray):
+            assert sample[name].dtype == value.dtype and np.array_equal(sample[name], value), f"{sample['__key__']}.{name}"
+        else:
+            assert sample[name] == value, f"{sample['__key__']}.{name}"
+
+
+def reference_frames(reference: Path) -> dict[str, dict]:
+    return {s["__key__"]: decode_members(s) for shard in sorted(reference.glob("shard-*.tar")) for s in read_shard(shard)}
+
+
 def test_loader_workers_get_every_frame_once_and_write_the_local_shards(ray_address, reference, tmp_path):
     config = stream_config(tmp_path / "streamed", ray=ray_address)
     dataset = RayFrameDataset(config, write_shards=True)
     loader = DataLoader(dataset, batch_size=None, num_workers=2, multiprocessing_context=LOADER_CONTEXT)
-    samples = list(loader)
+    samples = [as_arrays(sample) for sample in loader]
     keys = [sample["__key__"] for sample in samples]
     assert sorted(keys) == [f"{i:06d}" for i in range(NB_FRAMES)]  # each index exactly once
     assert set(samples[0]) == {"__key__", "jpg", "json", "seg.png", "depth.png"}
     assert_same_shards(config.out, reference)
+    # Handed over decoded, yet exactly what the shards decode to: the JPEG pixels included.
+    expected = reference_frames(reference)
+    for sample in samples:
+        assert_same_members(sample, expected[sample["__key__"]])
 
-    # A second pass reads the finished shards back: the same frames, byte for byte.
+    # A second pass reads the finished shards back (bytes): the same frames.
     again = {s["__key__"]: s for s in DataLoader(dataset, batch_size=None, num_workers=0)}
     assert sorted(again) == sorted(keys)
-    assert all(again[s["__key__"]]["jpg"] == s["jpg"] for s in samples)
+    assert all(isinstance(s["jpg"], bytes) for s in again.values())
+    for sample in samples:
+        assert_same_members(decode_members(again[sample["__key__"]]), sample)
+
+
+def test_unkept_stream_hands_over_the_pixels_the_jpeg_was_encoded_from(ray_address, tmp_path):
+    config = stream_config(tmp_path, ray=ray_address, nb_frames=6)
+    decoded = {s["__key__"]: s for s in RayFrameDataset(config, write_shards=False)}
+    encoded = {s["__key__"]: s for s in RayFrameDataset(config, write_shards=False, decoded=False)}
+    assert sorted(decoded) == sorted(encoded) == [f"{i:06d}" for i in range(6)]
+    for key, sample in encoded.items():
+        shortcut = decoded[key]
+        # No codec ran: the lossless rendered pixels, which encode to the very bytes the encoded
+        # stream handed over; everything else decodes to the same arrays and annotation.
+        assert isinstance(shortcut["jpg"], np.ndarray)
+        assert encode_image(shortcut["jpg"], "jpg", config.jpg_quality) == sample["jpg"]
+        expected = decode_members(sample)
+        expected["jpg"] = shortcut["jpg"]
+        assert_same_members(shortcut, expected)
 
 
 def test_generate_with_ray_equals_local_run_and_resumes(ray_address, reference, tmp_path):
@@ -121,8 +163,8 @@ def test_slow_consumer_never_has_more_than_the_buffer_rendered_ahead(ray_address
     config = stream_config(tmp_path, ray=ray_address, nb_frames=16)
     stream = FrameStream(config, range(16), actors=2, buffer=bound, trace=True)
     indices = []
-    for sample in stream:
-        indices.append(sample.index)
+    for frame in stream:
+        indices.append(frame.index)
         time.sleep(0.15)  # a trainer much slower than the renderers
     assert sorted(indices) == list(range(16))
     assert len(stream.stats.rendered_at) == len(stream.stats.consumed_at) == 16
@@ -137,9 +179,9 @@ def test_killed_actor_frames_are_rendered_again_once(ray_address, reference, tmp
     stream = FrameStream(config, range(NB_FRAMES), actors=2, buffer=8)
     writer = open_writer(config, {})
     indices = []
-    for sample in stream:
-        indices.append(sample.index)
-        writer.add(sample)
+    for frame in stream:
+        indices.append(frame.index)
+        writer.add(frame.encoded)
         if len(indices) == 4:
             ray.kill(stream.actors[0])
     writer.close()

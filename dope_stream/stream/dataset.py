@@ -1,9 +1,16 @@
 """`RayFrameDataset`: a PyTorch IterableDataset fed live by Ray renderer actors.
 
-It yields raw WebDataset sample dicts, `{"__key__": "000123", "jpg"|"png": bytes, "json": bytes,
-"seg.png": bytes, "depth.png": bytes}` — what `webdataset` yields from the shards — so a trainer
-decodes streamed and stored frames the same way. One pass yields every frame 0..nb_frames-1 exactly
-once over all DDP ranks and DataLoader workers (see the package docstring for the split).
+It yields raw WebDataset sample dicts, `{"__key__": "000123", "jpg"|"png", "json", "seg.png",
+"depth.png"}`. Frames rendered now come decoded (`decoded=True`, the default): the image an RGB
+uint8 array, `json` the annotation dict, the layers uint16 arrays, so the consumer runs no codec;
+frames read back from finished shards come as bytes, as `webdataset` yields them.
+`dope_stream.reader.decode_sample` reads both alike, and both give the same arrays: a kept stream's
+JPEG pixels are decoded in the actor from the bytes it writes to the shard (see `dope_stream.synth`).
+Without `write_shards` nothing is encoded at all and the image is the rendered one, without JPEG
+loss. `decoded=False` hands over the shards' bytes instead (the consumer decodes).
+
+One pass yields every frame 0..nb_frames-1 exactly once over all DDP ranks and DataLoader workers
+(see the package docstring for the split).
 
 DataLoader workers must be started with `multiprocessing_context="spawn"` (`LOADER_CONTEXT`): Ray
 cannot run in a forked copy of a process that is connected to it, and a forked worker raises a
@@ -27,7 +34,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..assets import target_cuboids
 from ..config import GenerateConfig
-from ..exchange import RawSample, read_shard, shard_name
+from ..exchange import RawSample, read_shard, sample_key, shard_name
 from ..writers import DatasetWriter, config_shard_ranges, open_writer
 from .frames import FrameStream, plan_actors
 from .session import cluster_address, connect
@@ -73,13 +80,15 @@ class RayFrameDataset(IterableDataset):
     write_shards: also persist every frame into `config.out` (same shards and manifest as `dope
     generate`); frames of shards already finished there are read back instead of rendered, so a
     second pass (epoch) or a restarted run costs no rendering. Without it, every pass renders.
+    decoded: hand over fresh frames decoded (see the module docstring), else as the shards' bytes.
     Ray is joined (or started, `ray: local`) on construction, in the process that builds the dataset.
     """
 
-    def __init__(self, config: GenerateConfig, write_shards: bool = True):
+    def __init__(self, config: GenerateConfig, write_shards: bool = True, decoded: bool = True):
         super().__init__()
         self.config = config
         self.write_shards = write_shards
+        self.decoded = decoded
         connect(config.ray)
         self.address = cluster_address()
         self.cuboids = target_cuboids(config) if write_shards else {}
@@ -125,9 +134,10 @@ class RayFrameDataset(IterableDataset):
         self, indices, consumer: int, consumers: int, writer: DatasetWriter | None
     ) -> Iterator[RawSample]:
         actors = actors_for(consumer, consumers, plan_actors(self.config).count)
-        stream = FrameStream(self.config, indices, actors=actors)
+        members = ("decoded" if writer is None else "both") if self.decoded else "encoded"
+        stream = FrameStream(self.config, indices, actors=actors, members=members)
         self.last_stream = stream
-        for sample in stream:
+        for frame in stream:
             if writer is not None:
-                writer.add(sample)
-            yield {"__key__": sample.key, **sample.members}
+                writer.add(frame.encoded)
+            yield {"__key__": sample_key(frame.index), **(frame.encoded.members if frame.decoded is None else frame.decoded)}

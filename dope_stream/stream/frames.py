@@ -10,6 +10,12 @@ Actors are spread over the cluster's nodes (Ray's SPREAD strategy) and get work 
 are ready, so a replacement that finds no free CPU/GPU (its node died) just never gets any: the
 other actors finish the job. A chunk is lost when its actor dies or when its result lived in the
 object store of a node that died; either way it is handed out again.
+
+What travels (`members`): "encoded" (`dope generate --ray`: the shards' bytes), "decoded" (a stream
+whose frames are not kept: arrays, no codec runs at all) or "both" (a kept stream: the actor
+encodes for the shards and hands the trainer the decoded members too, so the consumer runs no
+codec). Decoded frames are larger (about 1.8 MB at 512x512 against 0.15 MB encoded); within a
+node Ray's object store shares them without copying, across nodes they cross the network.
 """
 
 from __future__ import annotations
@@ -18,14 +24,14 @@ import logging
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence
 
 import ray
 from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
 from ..config import GenerateConfig
 from ..errors import DopeError
-from ..synth import FrameSynthesizer, Sample
+from ..synth import FrameSynthesizer, RenderedFrame
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +39,14 @@ CHUNKS_PER_ACTOR = 2  # one rendering, one queued: an actor never waits for the 
 MAX_CHUNK = 8  # frames per task: amortises the task overhead, keeps the buffer bound fine-grained
 ACTOR_START_TIMEOUT_S = 300.0  # asset loading takes seconds; minutes mean no free CPU/GPU in the cluster
 REPLACEMENTS_PER_ACTOR = 3  # dead actors replaced before giving up (a crash on every frame is a bug)
+Members = Literal["encoded", "decoded", "both"]
 
 
 @dataclass
 class RenderedChunk:
     """What an actor sends back for one chunk of frame indices."""
 
-    samples: list[Sample]
+    frames: list[RenderedFrame]
     busy_s: float  # seconds spent rendering the chunk
     finished_at: list[float]  # time.monotonic() when each frame was done (one clock per host)
     node: str  # Ray node id of the actor
@@ -60,15 +67,16 @@ class FrameRenderer:
         """None once the synthesizer is built, else the DopeError message that stopped it."""
         return self.error
 
-    def render(self, indices: list[int]) -> RenderedChunk:
+    def render(self, indices: list[int], members: Members) -> RenderedChunk:
         if self.synthesizer is None:
             raise DopeError(self.error)
         start = time.perf_counter()
-        samples, finished_at = [], []
+        frames, finished_at = [], []
+        encoded, decoded = members in ("encoded", "both"), members in ("decoded", "both")
         for index in indices:
-            samples.append(self.synthesizer.render(index))
+            frames.append(self.synthesizer.render_frame(index, encoded, decoded))
             finished_at.append(time.monotonic())
-        return RenderedChunk(samples, time.perf_counter() - start, finished_at, ray.get_runtime_context().get_node_id())
+        return RenderedChunk(frames, time.perf_counter() - start, finished_at, ray.get_runtime_context().get_node_id())
 
 
 RendererActor = ray.remote(FrameRenderer)
@@ -139,7 +147,8 @@ class StreamStats:
 
 
 class FrameStream:
-    """Iterate to render `indices` with `actors` renderer actors; yields each frame once, as it arrives.
+    """Iterate to render `indices` with `actors` renderer actors; yields each frame once, as it arrives,
+    with the `members` asked for (see the module docstring).
 
     Actors start when iteration starts and are killed when it ends (also on break or error). A chunk
     whose actor died is handed out again; a fresh actor replaces the dead one and gets work once ready.
@@ -152,6 +161,7 @@ class FrameStream:
         actors: int,
         buffer: int | None = None,
         trace: bool = False,
+        members: Members = "encoded",
     ):
         if actors < 1:
             raise DopeError(f"workers: need at least one renderer actor, got {actors}")
@@ -162,12 +172,13 @@ class FrameStream:
         self.buffer = buffer or config.stream_buffer
         self.chunk_size = max(1, min(MAX_CHUNK, self.buffer // (actors * CHUNKS_PER_ACTOR)))
         self.trace = trace
+        self.members = members
         self.actors: list = []
         self.starting: dict[ray.ObjectRef, int] = {}  # ready() call -> slot of an actor not ready yet
         self.ready_slots: set[int] = set()  # slots whose actor takes chunks
         self.stats = StreamStats(actors)
 
-    def __iter__(self) -> Iterator[Sample]:
+    def __iter__(self) -> Iterator[RenderedFrame]:
         if not self.indices:
             return
         try:
@@ -189,18 +200,18 @@ class FrameStream:
         self.actors[slot] = RendererActor.options(**options).remote(self.config)
         self.starting[self.actors[slot].ready.remote()] = slot
 
-    def _dispatch(self) -> Iterator[Sample]:
+    def _dispatch(self) -> Iterator[RenderedFrame]:
         pending = deque(self.indices)  # not handed out yet (or handed back by a dead actor)
         running: dict[ray.ObjectRef, tuple[int, list[int]]] = {}  # task -> (actor slot, its frames)
-        ready: deque[Sample] = deque()
+        ready: deque[RenderedFrame] = deque()
         outstanding = 0  # handed out and not yet consumed: <= self.buffer
         while True:
             outstanding += self._submit(pending, running, outstanding)
             if ready:
-                sample = ready.popleft()
+                frame = ready.popleft()
                 if self.trace:
                     self.stats.consumed_at.append(time.monotonic())
-                yield sample
+                yield frame
                 outstanding -= 1
                 continue
             if not running and not pending:
@@ -215,7 +226,7 @@ class FrameStream:
                 pending.extendleft(reversed(chunk))
                 outstanding -= len(chunk)
             else:
-                ready.extend(chunk_result.samples)
+                ready.extend(chunk_result.frames)
 
     def _wait(self, running: dict) -> ray.ObjectRef:
         """The next finished chunk or started actor; with nothing rendering, actors must start in time."""
@@ -254,7 +265,7 @@ class FrameStream:
             if queued[slot] >= CHUNKS_PER_ACTOR or outstanding + handed_out + size > self.buffer:
                 break
             chunk = [pending.popleft() for _ in range(size)]
-            running[self.actors[slot].render.remote(chunk)] = (slot, chunk)
+            running[self.actors[slot].render.remote(chunk, self.members)] = (slot, chunk)
             queued[slot] += 1
             handed_out += size
         return handed_out
@@ -270,9 +281,9 @@ class FrameStream:
             if isinstance(err.cause, DopeError):
                 raise DopeError(str(err.cause)) from None
             raise
-        self.stats.frames += len(chunk_result.samples)
+        self.stats.frames += len(chunk_result.frames)
         self.stats.busy_s += chunk_result.busy_s
-        self.stats.frames_by_node[chunk_result.node] += len(chunk_result.samples)
+        self.stats.frames_by_node[chunk_result.node] += len(chunk_result.frames)
         if self.trace:
             self.stats.rendered_at.extend(chunk_result.finished_at)
         return chunk_result

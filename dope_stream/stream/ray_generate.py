@@ -22,6 +22,6 @@ def ray_samples(config: GenerateConfig, indices: list[int]) -> Iterator[Iterator
     them where a local run would, so the shards are byte-identical to a local run with the same seed.
     """
     with ray_session(config.ray):
-        stream = FrameStream(config, indices, actors=plan_actors(config).count)
-        yield iter(stream)
+        stream = FrameStream(config, indices, actors=plan_actors(config).count, members="encoded")
+        yield (frame.encoded for frame in stream)
         log.info("ray: %s", stream.stats.summary())
