@@ -180,8 +180,7 @@ class Detector:
         when the crop finds nothing near its centre or no pose)."""
         crop = ZoomCrop.around(detection.projected_cuboid[:8], self.refine_settings.object_size, self.crop_size())
         objects = self.keypoints(crop.cut(image_rgb), crop.size)
-        centre = (np.array(crop.size, dtype=np.float64) - 1) / 2
-        distance = [np.linalg.norm(o.uv[CENTROID_INDEX] - centre) for o in objects]
+        distance = [np.linalg.norm(o.uv[CENTROID_INDEX] - crop.crop_centre) for o in objects]
         if not objects or min(distance) > self.refine_settings.object_size / 2:
             return detection
         nearest = objects[int(np.argmin(distance))]

@@ -32,9 +32,14 @@ class ZoomCrop:
         zoom = object_size / max(float((high - low).max()), 1.0)
         return ZoomCrop((low + high) / 2 - np.asarray(shift, dtype=np.float64) / zoom, zoom, size)
 
+    @property
+    def crop_centre(self) -> np.ndarray:
+        """(2,) crop pixels at the crop's centre."""
+        return (np.array(self.size, dtype=np.float64) - 1) / 2
+
     def matrix(self) -> np.ndarray:
         """(2, 3) affine image -> crop."""
-        offset = (np.array(self.size, dtype=np.float64) - 1) / 2 - self.zoom * self.centre
+        offset = self.crop_centre - self.zoom * self.centre
         return np.array([[self.zoom, 0.0, offset[0]], [0.0, self.zoom, offset[1]]])
 
     def cut(self, image: np.ndarray) -> np.ndarray:
@@ -47,20 +52,16 @@ class ZoomCrop:
             # The resize maps x -> (x + 0.5) * s - 0.5 per axis; the warp then does the rest.
             scale = np.array(small, dtype=np.float64) / (width, height)
             resize = np.array([[scale[0], 0.0, 0.5 * scale[0] - 0.5], [0.0, scale[1], 0.5 * scale[1] - 0.5]])
-            matrix = _compose(matrix, _inverse(resize))
+            matrix = _compose(matrix, cv2.invertAffineTransform(resize))
         return cv2.warpAffine(image, matrix, self.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
     def to_crop(self, uv: np.ndarray) -> np.ndarray:
-        return (uv - self.centre) * self.zoom + (np.array(self.size, dtype=np.float64) - 1) / 2
+        return (uv - self.centre) * self.zoom + self.crop_centre
 
     def to_image(self, uv: np.ndarray) -> np.ndarray:
-        return (uv - (np.array(self.size, dtype=np.float64) - 1) / 2) / self.zoom + self.centre
+        return (uv - self.crop_centre) / self.zoom + self.centre
 
 
 def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """(2, 3) affine of `outer` after `inner`."""
     return (np.vstack([outer, [0, 0, 1]]) @ np.vstack([inner, [0, 0, 1]]))[:2]
-
-
-def _inverse(affine: np.ndarray) -> np.ndarray:
-    return cv2.invertAffineTransform(affine)

@@ -294,7 +294,8 @@ def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool, cu
         class_name=class_name, image_size=config.image_size, sigma=config.sigma,
         affinity_radius=config.affinity_radius, unit=unit, min_visibility=config.min_visibility,
         train=train and config.augment, rotation=config.rotation, scale_range=tuple(config.scale_range),
-        seed=config.seed, stride=spec.stride, object_crops=config.object_crops, object_crop_size=config.object_crop_size, offset_scale=spec.offset_scale, camera_effects=config.camera_effects,
+        seed=config.seed, stride=spec.stride, object_crops=config.object_crops, object_crop_size=config.object_crop_size,
+        offset_scale=spec.offset_scale, camera_effects=config.camera_effects,
         map_convention=config.map_convention,
         cuboid=cuboid, symmetries=symmetries if symmetries.symmetric else None,
     )
