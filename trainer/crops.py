@@ -43,17 +43,33 @@ class ZoomCrop:
         return np.array([[self.zoom, 0.0, offset[0]], [0.0, self.zoom, offset[1]]])
 
     def cut(self, image: np.ndarray) -> np.ndarray:
-        """The crop of `image`. Shrinking goes through an area resize first (a warp would alias)."""
+        """The crop of `image`. Shrinking goes through an area resize first (a warp would alias), of
+        the part of the image the crop shows only: a whole 640x480 frame at a zoom of 0.9 costs
+        OpenCV's area resize ~7 ms, once per detection."""
         matrix = self.matrix()
         if self.zoom < 1.0:
-            height, width = image.shape[:2]
-            small = (max(int(round(width * self.zoom)), 1), max(int(round(height * self.zoom)), 1))
-            image = cv2.resize(image, small, interpolation=cv2.INTER_AREA)
-            # The resize maps x -> (x + 0.5) * s - 0.5 per axis; the warp then does the rest.
-            scale = np.array(small, dtype=np.float64) / (width, height)
-            resize = np.array([[scale[0], 0.0, 0.5 * scale[0] - 0.5], [0.0, scale[1], 0.5 * scale[1] - 0.5]])
-            matrix = _compose(matrix, cv2.invertAffineTransform(resize))
+            window = self._image_window(image.shape[1], image.shape[0])
+            if window is None:
+                return np.zeros((self.size[1], self.size[0]) + image.shape[2:], image.dtype)
+            x0, y0, x1, y1 = window
+            part = image[y0:y1, x0:x1]
+            small = (max(int(round((x1 - x0) * self.zoom)), 1), max(int(round((y1 - y0) * self.zoom)), 1))
+            part = cv2.resize(part, small, interpolation=cv2.INTER_AREA)
+            # The resize maps x -> (x - x0 + 0.5) * s - 0.5 per axis; the warp then does the rest.
+            scale = np.array(small, dtype=np.float64) / (x1 - x0, y1 - y0)
+            offset = (0.5 - np.array([x0, y0], dtype=np.float64)) * scale - 0.5
+            resize = np.array([[scale[0], 0.0, offset[0]], [0.0, scale[1], offset[1]]])
+            matrix, image = _compose(matrix, cv2.invertAffineTransform(resize)), part
         return cv2.warpAffine(image, matrix, self.size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def _image_window(self, width: int, height: int) -> tuple[int, int, int, int] | None:
+        """Integer (x0, y0, x1, y1) of the image pixels the crop shows, a pixel of margin around for
+        the interpolation; None when the crop lies outside the image."""
+        low = np.floor(self.to_image(np.array([-0.5, -0.5]))).astype(int) - 1
+        high = np.ceil(self.to_image(np.array(self.size, dtype=np.float64) - 0.5)).astype(int) + 2
+        x0, y0 = np.maximum(low, 0)
+        x1, y1 = np.minimum(high, (width, height))
+        return None if x1 <= x0 or y1 <= y0 else (int(x0), int(y0), int(x1), int(y1))
 
     def to_crop(self, uv: np.ndarray) -> np.ndarray:
         return (uv - self.centre) * self.zoom + self.crop_centre
