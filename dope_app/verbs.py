@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 def generate(config: GenerateConfig) -> int:
     from dope_stream.generate import generate as generate_dataset
 
+    if config.layout == "folder" and config.image_format != "png":
+        # Said here, to the user who asked for it, not by the writer: the demo's test set is jpg on purpose.
+        log.warning("--image_format %s: the reference DOPE train.py reads only .png images", config.image_format)
     out = generate_dataset(config)
     log.info("dataset in %s (%d frames, %s layout)", out, config.nb_frames, config.layout)
     return 0

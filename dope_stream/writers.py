@@ -128,8 +128,6 @@ class FolderWriter:
 
     def __init__(self, out: Path, config: GenerateConfig, class_cuboids: dict[str, Cuboid]):
         self.out, self.config, self.class_cuboids = out, config, class_cuboids
-        if config.image_format != "png":
-            log.warning("--image_format %s: the reference DOPE train.py reads only .png images", config.image_format)
         write_dataset_manifest(out, config, class_cuboids)
 
     def add(self, sample: Sample) -> None:
