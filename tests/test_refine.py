@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from scipy.spatial.transform import Rotation
 
 from dope_stream.geometry import Cuboid, Intrinsics, Pose, pixel_to_map, map_to_pixel, projected_cuboid
@@ -131,3 +132,28 @@ def test_training_object_crops_show_the_object_at_the_crop_size(tmp_path: Path):
         assert abs(np.ptp(corners, axis=0).max() - 96) < 1.0
         centre = (corners.min(axis=0) + corners.max(axis=0)) / 2
         assert np.all(np.abs(centre - 63.5) < 0.1 * 96 + 0.05 * 128 + 1)
+
+
+
+def test_frames_rendered_larger_are_shrunk_whole_and_cropped_from_their_own_pixels(tmp_path: Path):
+    """`frame_height`: a 640x480 frame is shown whole at 320x240 (a dot and its keypoint moved
+    alike), while object crops are cut from the rendered pixels as without it."""
+    from dope_stream.reader import open_dataset
+    from trainer.data import EncoderSettings, FrameEncoder
+    from toy_dataset import write_folder
+
+    settings = EncoderSettings("toy_box", 128, 1.0, 1.5, unit="m", train=True, object_crops=1.0, object_crop_size=96,
+                               rotation=0.0, scale_range=(1.0, 1.0))
+    image = np.zeros((480, 640, 3), np.uint8)
+    point = np.array([[[401.3, 122.7]]])
+    cv2.circle(image, (int(round(401.3 * 16)), int(round(122.7 * 16))), 6 * 16, (255, 255, 255), -1,
+               lineType=cv2.LINE_AA, shift=4)
+    shrunk, moved = FrameEncoder(dataclasses.replace(settings, frame_height=240))._full_frame(image, point)
+    assert shrunk.shape == (240, 320, 3)
+    np.testing.assert_allclose(_bright_spot(shrunk), moved[0, 0], atol=0.35)
+    np.testing.assert_allclose(moved[0, 0], (point[0, 0] + 0.5) / 2 - 0.5)
+
+    samples = open_dataset([write_folder(tmp_path, count=2, size=320)])
+    plain, shrinking = FrameEncoder(settings), FrameEncoder(dataclasses.replace(settings, frame_height=160))
+    for index in range(2):
+        assert torch.equal(plain(samples[index], seed=index)["image"], shrinking(samples[index], seed=index)["image"])

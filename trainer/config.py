@@ -64,6 +64,11 @@ class TrainConfig(ConfigModel):
         "scale of inference's second pass (`dope infer` refines at it by default)",
     )
     object_crop_size: int = Field(160, ge=16, le=1024, description="object crops: pixels the cuboid's larger side spans")
+    frame_height: int | None = Field(
+        None, ge=16, le=4096,
+        description="full frames (not object crops) shrunk to this height before augmentation; none: as rendered. "
+        "Rendering the stream at twice the height cuts object crops from sharper pixels at the same full-frame scale",
+    )
     rotation: float = Field(30.0, ge=0, le=180, description="augmentation: maximum rotation in degrees")
     scale_range: FloatPair = Field((0.75, 1.25), description="augmentation: random zoom range")
     amp: bool = Field(True, description="mixed precision on CUDA (bf16, or fp16 where bf16 is unsupported)")

@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, IterableDataset, default_collate, get_worker_info
@@ -81,6 +82,7 @@ class EncoderSettings:
     offset_scale: float | None = None  # offset networks: also their corner-offset targets, in map cells / this
     object_crops: float = 0.0  # share of frames cut around one object at object_crop_size (trainer.crops)
     object_crop_size: int = 160
+    frame_height: int | None = None  # full frames (not object crops) shrunk to this height; None: as rendered
     camera_effects: bool = False  # sensor noise, blur, exposure, white balance, JPEG, vignetting (trainer.augment)
     map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry: where a keypoint sits on the maps
     cuboid: Cuboid | None = None  # the class's cuboid, needed to relabel symmetric objects
@@ -134,15 +136,27 @@ class FrameEncoder:
 
     def _object_crop(self, image: np.ndarray, keypoints: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """With probability `object_crops` (training only), the crop around one of the instances at
-        the refinement scale, its centre shifted by up to a tenth of the object; else as given."""
+        the refinement scale, its centre shifted by up to a tenth of the object; else the full frame."""
         s = self.settings
         rng = np.random.default_rng([seed, OBJECT_CROP_STREAM])
         if not s.train or len(keypoints) == 0 or rng.random() >= s.object_crops:
-            return image, keypoints
+            return self._full_frame(image, keypoints)
         chosen = keypoints[rng.integers(len(keypoints)), :8]
         shift = rng.uniform(-0.1, 0.1, size=2) * s.object_crop_size
         crop = ZoomCrop.around(chosen, s.object_crop_size, (s.image_size, s.image_size), shift)
         return crop.cut(image), crop.to_crop(keypoints)
+
+    def _full_frame(self, image: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The frame shrunk to `frame_height` when it is taller (object crops are cut from the
+        rendered pixels, full frames keep the scale the network sees them at)."""
+        height, width = image.shape[:2]
+        target = self.settings.frame_height
+        if target is None or height <= target:
+            return image, keypoints
+        size = (max(int(round(width * target / height)), 1), target)
+        scale = np.array(size, dtype=np.float64) / (width, height)
+        # Pixel centres map as in Intrinsics.scaled: (x + 0.5) * s - 0.5.
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA), (keypoints + 0.5) * scale - 0.5
 
 
 def labelled_keypoints(frame: Frame, objects: list[ObjectAnnotation], cuboid: Cuboid | None,
@@ -295,6 +309,7 @@ def encoder_settings(config: TrainConfig, class_name: str, unit, train: bool, cu
         affinity_radius=config.affinity_radius, unit=unit, min_visibility=config.min_visibility,
         train=train and config.augment, rotation=config.rotation, scale_range=tuple(config.scale_range),
         seed=config.seed, stride=spec.stride, object_crops=config.object_crops, object_crop_size=config.object_crop_size,
+        frame_height=config.frame_height,
         offset_scale=spec.offset_scale, camera_effects=config.camera_effects,
         map_convention=config.map_convention,
         cuboid=cuboid, symmetries=symmetries if symmetries.symmetric else None,
