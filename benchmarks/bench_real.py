@@ -6,7 +6,7 @@ The photos come with ground truth in this project's JSON format beside each imag
 only: never train, validate or choose settings on them.
 
     python benchmarks/bench_real.py --weights RUN_OR_CKPT --images ../shared/assets/realsample \\
-        [--input_height 240] [--refine_object_size 160] [--models dope_stream/assets/objects] [--out out/bench_real]
+        [--input_height 240] [--refine_object_size 160] [--refine_iterations 2] [--models dope_stream/assets/objects] [--out out/bench_real]
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ from infer.overlay import write_overlay_grid
 ACCURACY_THRESHOLDS_CM = (2, 5, 10)
 
 
-def evaluate_real(weights: Path, images: Path, models: Path, out: Path, input_height: int | None,
-                  refine_object_size: int | None = None) -> dict:
-    """Infer on every photo (intrinsics from its JSON), score against the same JSON files, draw the grid."""
+def evaluate_real(weights: Path, images: Path, models: Path, out: Path, **infer_options) -> dict:
+    """Infer on every photo (intrinsics from its JSON; `infer_options`: InferConfig fields), score
+    against the same JSON files, draw the grid."""
     predictions = out / "predictions"
-    summary = run_inference(InferConfig(weights=weights, images=images, out=predictions, input_height=input_height,
-                                        refine_object_size=refine_object_size, resume=False))
+    summary = run_inference(InferConfig(weights=weights, images=images, out=predictions, resume=False, **infer_options))
     metrics = evaluate_folders(predictions, images, models, symmetric=[])
     write_metrics(metrics, out)
     grid = write_overlay_grid(sorted(predictions.glob("*.png")), out / "overlays.jpg", count=20)
@@ -61,10 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input_height", type=int, default=None, help="network input height (default: native)")
     parser.add_argument("--refine_object_size", type=int, default=None,
                         help="second pass at this object size (default: the model's; 0: one pass)")
+    parser.add_argument("--refine_iterations", type=int, choices=range(1, 6), metavar="1..5",
+                        default=InferConfig.model_fields["refine_iterations"].default,
+                        help="second pass: crops per detection, each around the previous one's pose")
     parser.add_argument("--out", type=Path, default=Path("out/bench_real"))
     args = parser.parse_args(argv)
     try:
-        metrics = evaluate_real(args.weights, args.images, args.models, args.out, args.input_height, args.refine_object_size)
+        metrics = evaluate_real(args.weights, args.images, args.models, args.out, input_height=args.input_height,
+                                refine_object_size=args.refine_object_size, refine_iterations=args.refine_iterations)
     except DopeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

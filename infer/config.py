@@ -60,6 +60,11 @@ class InferConfig(NetworkOptions):
         "of the training size, and take the pose from the crop (small objects are seen larger); 0: one pass; "
         "none: the object_crop_size the model was trained with (one pass if it was not)",
     )
+    refine_iterations: int = Field(
+        2, ge=1, le=5,
+        description="second pass: crops per detection, each cut around the previous crop's pose (2: the first "
+        "crop, cut around a coarse detection, is off centre and off scale; the second is not)",
+    )
     peak_threshold: float = Field(0.05, ge=0, description="minimum belief of a keypoint peak")
     centroid_threshold: float = Field(0.1, ge=0, description="minimum belief of a centroid peak that starts an object")
     min_keypoints: int = Field(6, ge=4, le=9, description="fewest keypoints (of 9) a pose is solved from")

@@ -114,6 +114,7 @@ class RefineSettings:
     object_size: int = 0  # pixels the cuboid's larger side spans in the crop; 0: one pass only
     input_size: int = 256  # crop side in pixels when the model does not say its training size
     duplicate_distance: float = 0.25  # refined centroids closer than this share of the object: one object
+    iterations: int = 1  # crops per detection, each centred and scaled on the previous one's pose (dope infer: 2)
 
 
 class Detector:
@@ -156,7 +157,9 @@ class Detector:
         """Objects with a plausible pose, best score first."""
         detections = [d for d in (self._solve(o, intrinsics) for o in self.keypoints(image_rgb)) if d is not None]
         if self.refine_settings.object_size > 0:
-            detections = self._without_duplicates([self._refined(d, image_rgb, intrinsics) for d in detections])
+            for _ in range(self.refine_settings.iterations):
+                detections = [self._refined(d, image_rgb, intrinsics) for d in detections]
+            detections = self._without_duplicates(detections)
         return sorted(detections, key=lambda d: -d.score)
 
     def _solve(self, obj: ObjectKeypoints, intrinsics: Intrinsics) -> Detection | None:

@@ -66,7 +66,8 @@ def build_detector(config: InferConfig) -> Detector:
         DecodeSettings(peak_threshold=config.peak_threshold, centroid_threshold=config.centroid_threshold),
         PnPSettings(min_points=config.min_keypoints, max_reprojection_error=config.max_reprojection_error),
         config.input_height,
-        RefineSettings(object_size=(info.refine_object_size or 0) if config.refine_object_size is None else config.refine_object_size),
+        RefineSettings(object_size=(info.refine_object_size or 0) if config.refine_object_size is None else config.refine_object_size,
+                       iterations=config.refine_iterations),
     )
 
 
