@@ -67,11 +67,20 @@ def _image_box(intrinsics: "Intrinsics") -> np.ndarray:
     return np.array([-0.5, -0.5, intrinsics.width - 0.5, intrinsics.height - 0.5])
 
 
-def _overlaps(box_a: np.ndarray | None, box_b: np.ndarray | None) -> bool:
-    """Whether two screen boxes (u_min, v_min, u_max, v_max) intersect; None is unbounded."""
-    if box_a is None or box_b is None:
-        return True
-    return bool(np.all(box_a[:2] <= box_b[2:]) and np.all(box_b[:2] <= box_a[2:]))
+def _overlapping(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """(N, M) whether screen boxes (u_min, v_min, u_max, v_max; infinite bounds: unbounded) meet."""
+    return np.all((boxes[:, None, :2] <= others[None, :, 2:]) & (others[None, :, :2] <= boxes[:, None, 2:]), axis=2)
+
+
+def _screen_boxes(corners: np.ndarray, intrinsics: "Intrinsics") -> np.ndarray:
+    """(N, 4) boxes (u_min, v_min, u_max, v_max) around N projected AABBs ((N, 8, 3) camera-frame
+    corners); unbounded where an AABB reaches behind the near plane (its projection is)."""
+    boxes = np.tile([-np.inf, -np.inf, np.inf, np.inf], (len(corners), 1))
+    bounded = corners[:, :, 2].min(axis=1) > NEAR_M
+    if bounded.any():
+        uv = project_points(corners[bounded].reshape(-1, 3), intrinsics).reshape(-1, 8, 2)
+        boxes[bounded] = np.concatenate([uv.min(axis=1), uv.max(axis=1)], axis=1)
+    return boxes
 
 
 def _gl_matrix(matrix: np.ndarray) -> bytes:
@@ -238,10 +247,11 @@ class RasterRenderer:
         fbos = self._framebuffers(width, height, samples)
         environment = self.environments[scene.lighting.hdri_key]
         self._set_frame_uniforms(scene, environment)
-        boxes = {inst.segmentation_id: self._screen_box(inst, intrinsics) for inst in scene.instances}
-        in_view = [inst for inst in scene.instances if _overlaps(boxes[inst.segmentation_id], _image_box(intrinsics))]
+        boxes = self._instance_boxes(scene.instances, intrinsics)
+        in_view = _overlapping(boxes, _image_box(intrinsics)[None])[:, 0]
         # Nearest first: llvmpipe's early depth test then skips most hidden fragments.
-        instances = sorted(in_view, key=lambda inst: float(inst.pose.translation[2]))
+        order = np.array(sorted(np.flatnonzero(in_view), key=lambda k: float(scene.instances[k].pose.translation[2])), int)
+        instances = [scene.instances[k] for k in order]
         self.ctx.enable(self.ctx.DEPTH_TEST)
         self._draw_color(fbos.exact, fbos.exact_background, instances, scene)
         color_fbo = fbos.exact if fbos.multisampled is None else self._antialias(fbos, instances, samples)
@@ -249,7 +259,7 @@ class RasterRenderer:
         instance_id = np.frombuffer(fbos.exact.read(components=1, attachment=1, dtype="u2"), np.uint16)
         depth = np.frombuffer(fbos.exact.read(components=1, attachment=2, dtype="f4"), np.float32)
         instance_id = instance_id.reshape(height, width).copy()
-        full_counts = self._full_pixel_counts(fbos.counting, scene.targets, instances, boxes, instance_id)
+        full_counts = self._full_pixel_counts(fbos.counting, scene.targets, instances, boxes[order], instance_id)
         return RenderLayers(
             rgb=rgb.copy(),
             instance_id=instance_id,
@@ -371,38 +381,31 @@ class RasterRenderer:
         model_view[:3, :3] *= instance.scale
         program["model_view"].write(_gl_matrix(model_view))
 
-    def _screen_box(self, instance: "Instance", intrinsics: "Intrinsics") -> np.ndarray | None:
-        """(u_min, v_min, u_max, v_max) around the projected AABB; None when it reaches behind the
-        near plane (then its projection is unbounded)."""
-        corners = instance.pose.apply(self.meshes[instance.mesh_key].corners * instance.scale)
-        if corners[:, 2].min() <= NEAR_M:
-            return None
-        uv = project_points(corners, intrinsics)
-        return np.concatenate([uv.min(axis=0), uv.max(axis=0)])
+    def _instance_boxes(self, instances: tuple["Instance", ...], intrinsics: "Intrinsics") -> np.ndarray:
+        corners = [inst.pose.apply(self.meshes[inst.mesh_key].corners * inst.scale) for inst in instances]
+        return _screen_boxes(np.stack(corners) if corners else np.zeros((0, 8, 3)), intrinsics)
 
     def _full_pixel_counts(
         self,
         fbo: "moderngl.Framebuffer",
         targets: tuple["Instance", ...],
         drawn: list["Instance"],
-        boxes: dict[int, np.ndarray | None],
+        boxes: np.ndarray,
         instance_id: np.ndarray,
     ) -> dict[int, int]:
-        """Pixels each target covers alone. A target whose screen box meets no other drawn
-        instance's is unoccluded: its visible pixels are all of them. The others are counted by an
-        occlusion query around one flat-depth draw of the target alone."""
-        drawn_ids = {inst.segmentation_id for inst in drawn}
-        visible = np.bincount(instance_id.ravel(), minlength=max(drawn_ids | {0}) + 1)
+        """Pixels each target covers alone (`drawn`: the instances drawn; `boxes`: their screen boxes).
+        A target whose screen box meets no other drawn instance's is unoccluded: its visible pixels
+        are all of them. The others are counted by an occlusion query around one flat-depth draw of
+        the target alone."""
+        row = {inst.segmentation_id: k for k, inst in enumerate(drawn)}
+        meets_another = _overlapping(boxes, boxes).sum(axis=1) > 1  # every box meets itself
         counts = {target.segmentation_id: 0 for target in targets}  # off-screen targets stay at 0
-        queried = []
-        for target in targets:
-            if target.segmentation_id not in drawn_ids:
-                continue
-            box = boxes[target.segmentation_id]
-            if any(_overlaps(box, boxes[other.segmentation_id]) for other in drawn if other is not target):
-                queried.append(target)
-            else:
-                counts[target.segmentation_id] = int(visible[target.segmentation_id])
+        on_screen = [target for target in targets if target.segmentation_id in row]
+        queried = [target for target in on_screen if meets_another[row[target.segmentation_id]]]
+        alone = [target.segmentation_id for target in on_screen if not meets_another[row[target.segmentation_id]]]
+        if alone:
+            visible = np.bincount(instance_id.ravel(), minlength=max(alone) + 1)
+            counts.update({sid: int(visible[sid]) for sid in alone})
         while len(self.queries) < len(queried):
             self.queries.append(self.ctx.query(samples=True))
         fbo.use()
