@@ -25,7 +25,7 @@ from .config import GenerateConfig
 from .geometry import Cuboid
 from .outputs import output_folder
 from .processes import die_with_parent
-from .synth import FrameSynthesizer, Sample
+from .synth import FrameSynthesizer, Sample, render_in_calling_thread
 from .writers import DatasetWriter, frames_to_render, open_writer
 
 log = logging.getLogger(__name__)
@@ -129,10 +129,7 @@ _WORKER_SYNTHESIZER: FrameSynthesizer | None = None
 def _render_chunk(config: GenerateConfig, indices: list[int]) -> list[Sample]:
     global _WORKER_SYNTHESIZER
     if _WORKER_SYNTHESIZER is None:
-        # The workers fill the cores, so llvmpipe renders in this thread: its own render threads
-        # only add hand-offs (measured with 2 workers on 2 cores: ~2 ms more CPU per image, 3-4 %;
-        # no gain in wall time). A user's LP_NUM_THREADS wins.
-        os.environ.setdefault("LP_NUM_THREADS", "0")
+        render_in_calling_thread()  # the workers fill the cores
         _WORKER_SYNTHESIZER = FrameSynthesizer(worker_config(config))
     return [_WORKER_SYNTHESIZER.render(index) for index in indices]
 

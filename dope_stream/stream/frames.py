@@ -31,7 +31,7 @@ from ray.exceptions import ObjectLostError, RayActorError, RayTaskError
 
 from ..config import GenerateConfig
 from ..errors import DopeError
-from ..synth import FrameSynthesizer, RenderedFrame
+from ..synth import FrameSynthesizer, RenderedFrame, render_in_calling_thread
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,14 @@ class RenderedChunk:
 
 
 class FrameRenderer:
-    """Runs inside a Ray actor: ONE FrameSynthesizer (assets + renderer) for every frame it renders."""
+    """Runs inside a Ray actor: ONE FrameSynthesizer (assets + renderer) for every frame it renders.
+    fills_cores: the actors take every CPU of the cluster (see `render_in_calling_thread`)."""
 
-    def __init__(self, config: GenerateConfig):
+    def __init__(self, config: GenerateConfig, fills_cores: bool = False):
         self.error: str | None = None
         self.synthesizer: FrameSynthesizer | None = None
+        if fills_cores:
+            render_in_calling_thread()
         try:
             self.synthesizer = FrameSynthesizer(config)
         except DopeError as err:  # reported by ready()/render() as a DopeError, not an actor death
@@ -89,6 +92,7 @@ class ActorPlan:
     count: int
     num_cpus: float
     num_gpus: float
+    fills_cores: bool = False  # CPU actors, at least as many as the cluster's CPUs
 
 
 def plan_actors(config: GenerateConfig) -> ActorPlan:
@@ -105,7 +109,8 @@ def plan_actors(config: GenerateConfig) -> ActorPlan:
             raise DopeError(f"actor_gpus: {config.actor_gpus} GPUs per actor, but the Ray cluster has {gpus:g}")
         return ActorPlan(count, 1.0, config.actor_gpus)
     cpus = resources.get("CPU", 1.0)
-    return ActorPlan(config.render_workers, min(1.0, cpus / config.render_workers), 0.0)
+    workers = config.render_workers
+    return ActorPlan(workers, min(1.0, cpus / workers), 0.0, fills_cores=workers >= cpus)
 
 
 @dataclass
@@ -197,7 +202,7 @@ class FrameStream:
 
     def _start_actor(self, slot: int) -> None:
         options = dict(num_cpus=self.plan.num_cpus, num_gpus=self.plan.num_gpus, scheduling_strategy="SPREAD")
-        self.actors[slot] = RendererActor.options(**options).remote(self.config)
+        self.actors[slot] = RendererActor.options(**options).remote(self.config, self.plan.fills_cores)
         self.starting[self.actors[slot].ready.remote()] = slot
 
     def _dispatch(self) -> Iterator[RenderedFrame]:
