@@ -95,7 +95,7 @@ for gpu, renderer in enumerate(renderers):
 if any("llvmpipe" in renderer.lower() for renderer in renderers):
     raise SystemExit("EGL fell back to llvmpipe: the NVIDIA EGL driver is missing (containers: NVIDIA_DRIVER_CAPABILITIES=all)")
 EOF
-step "raster actors, one per GPU" 90 "$PYTHON" benchmarks/bench_stream.py --gpu --frames 96
+step "raster actors, one per GPU" 90 "$PYTHON" benchmarks/bench_stream.py --gpu --frames 96 --repeats 1
 
 # Steady rate from a short and a long run: both pay process start-up, asset loading and Dr.Jit's
 # kernel compilation.
