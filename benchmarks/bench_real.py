@@ -27,10 +27,12 @@ ACCURACY_THRESHOLDS_CM = (2, 5, 10)
 
 
 def evaluate_real(weights: Path, images: Path, models: Path, out: Path, **infer_options) -> dict:
-    """Infer on every photo (intrinsics from its JSON; `infer_options`: InferConfig fields), score
-    against the same JSON files, draw the grid."""
+    """Infer on every photo (intrinsics from its JSON; `infer_options`: InferConfig fields, None for
+    a field's default), score against the same JSON files, draw the grid."""
     predictions = out / "predictions"
-    summary = run_inference(InferConfig(weights=weights, images=images, out=predictions, resume=False, **infer_options))
+    options = {name: value for name, value in infer_options.items() if value is not None}  # None: InferConfig's default
+    config = InferConfig.validated(dict(weights=weights, images=images, out=predictions, resume=False, **options))
+    summary = run_inference(config)
     metrics = evaluate_folders(predictions, images, models, symmetric=[])
     write_metrics(metrics, out)
     grid = write_overlay_grid(sorted(predictions.glob("*.png")), out / "overlays.jpg", count=20)
@@ -60,9 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input_height", type=int, default=None, help="network input height (default: native)")
     parser.add_argument("--refine_object_size", type=int, default=None,
                         help="second pass at this object size (default: the model's; 0: one pass)")
-    parser.add_argument("--refine_iterations", type=int, choices=range(1, 6), metavar="1..5",
-                        default=InferConfig.model_fields["refine_iterations"].default,
-                        help="second pass: crops per detection, each around the previous one's pose")
+    parser.add_argument("--refine_iterations", type=int, default=None,
+                        help="second pass: crops per detection, each around the previous one's pose (default: dope infer's)")
     parser.add_argument("--out", type=Path, default=Path("out/bench_real"))
     args = parser.parse_args(argv)
     try:

@@ -98,9 +98,8 @@ class Intrinsics:
     def scaled(self, width: int, height: int) -> "Intrinsics":
         """The same camera for the image resized to width x height (pixel centres kept aligned)."""
         sx, sy = width / self.width, height / self.height
-        return Intrinsics(
-            self.fx * sx, self.fy * sy, (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5, width, height
-        )
+        cx, cy = resized_pixels(np.array([self.cx, self.cy]), (sx, sy))
+        return Intrinsics(self.fx * sx, self.fy * sy, float(cx), float(cy), width, height)
 
     def to_json(self) -> dict:
         """The `camera_data` block of the DOPE/NVISII annotation."""
@@ -200,6 +199,12 @@ DEFAULT_MAP_CONVENTION = "centre"
 def map_origin(stride: int, convention: str = DEFAULT_MAP_CONVENTION) -> float:
     """Pixel coordinate of map coordinate 0 under `convention`."""
     return {"centre": (stride - 1) / 2.0, "corner": 0.0}[convention]
+
+
+def resized_pixels(uv: np.ndarray, scale) -> np.ndarray:
+    """Pixel coordinates (..., 2) in an image resized by `scale` (sx, sy), pixel centres kept aligned
+    (OpenCV's resize: x -> (x + 0.5) * s - 0.5)."""
+    return (np.asarray(uv, dtype=np.float64) + 0.5) * np.asarray(scale, dtype=np.float64) - 0.5
 
 
 def pixel_to_map(uv: np.ndarray, stride: int, convention: str = DEFAULT_MAP_CONVENTION) -> np.ndarray:

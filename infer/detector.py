@@ -15,7 +15,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from dope_stream.geometry import NUM_KEYPOINTS, Intrinsics, Pose, projected_cuboid
+from dope_stream.geometry import NUM_KEYPOINTS, Intrinsics, Pose, projected_cuboid, resized_pixels
 from dope_stream.symmetry import Symmetries
 from trainer.crops import ZoomCrop
 from trainer.decode import DecodeSettings, ObjectKeypoints, decode_network_maps
@@ -151,14 +151,18 @@ class Detector:
                                       self.decode_settings, self.info.offset_scale, self.info.map_convention)
         # Inverse of the resize: pixel centres map as in Intrinsics.scaled.
         scale = np.array([width / size[0], height / size[1]])
-        return [ObjectKeypoints((o.uv + 0.5) * scale - 0.5, o.scores) for o in objects]
+        return [ObjectKeypoints(resized_pixels(o.uv, scale), o.scores) for o in objects]
 
     def detect(self, image_rgb: np.ndarray, intrinsics: Intrinsics) -> list[Detection]:
         """Objects with a plausible pose, best score first."""
         detections = [d for d in (self._solve(o, intrinsics) for o in self.keypoints(image_rgb)) if d is not None]
         if self.refine_settings.object_size > 0:
+            settled = [False] * len(detections)  # a crop found nothing new: the next one would be the same crop
             for _ in range(self.refine_settings.iterations):
-                detections = [self._refined(d, image_rgb, intrinsics) for d in detections]
+                for k, detection in enumerate(detections):
+                    if not settled[k]:
+                        detections[k] = self._refined(detection, image_rgb, intrinsics)
+                        settled[k] = detections[k] is detection
             detections = self._without_duplicates(detections)
         return sorted(detections, key=lambda d: -d.score)
 

@@ -35,7 +35,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler, IterableDataset, default_collate, get_worker_info
 
 from dope_stream.errors import DopeError
-from dope_stream.geometry import DEFAULT_MAP_CONVENTION, Cuboid, Pose, projected_cuboid
+from dope_stream.geometry import DEFAULT_MAP_CONVENTION, Cuboid, Pose, projected_cuboid, resized_pixels
 from dope_stream.reader import Frame, LocalDataset, ObjectAnnotation, Unit, decode_sample, open_dataset, select_objects
 from dope_stream.symmetry import NO_SYMMETRY, Symmetries, read_symmetries
 from trainer.augment import apply_transform, build_transform
@@ -155,8 +155,7 @@ class FrameEncoder:
             return image, keypoints
         size = (max(int(round(width * target / height)), 1), target)
         scale = np.array(size, dtype=np.float64) / (width, height)
-        # Pixel centres map as in Intrinsics.scaled: (x + 0.5) * s - 0.5.
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA), (keypoints + 0.5) * scale - 0.5
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA), resized_pixels(keypoints, scale)
 
 
 def labelled_keypoints(frame: Frame, objects: list[ObjectAnnotation], cuboid: Cuboid | None,
