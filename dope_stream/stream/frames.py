@@ -1,8 +1,9 @@
 """Renderer actors and `FrameStream`, the coordinator that streams their frames with bounded work.
 
 The coordinator runs in the consuming process: it hands frame indices out in chunks, in index order
-(so shards fill up one after another), to the ready actor with the fewest queued chunks, and yields
-frames in arrival order. Frames handed out but not yet consumed never exceed `buffer`: that bounds
+(so shards fill up one after another), to the ready actor with the fewest queued chunks (ties go to
+the one handed work longest ago, so every actor keeps getting work: an actor that died idle is then
+handed a chunk, which fails, and is replaced), and yields frames in arrival order. Frames handed out but not yet consumed never exceed `buffer`: that bounds
 the memory held in actors, in Ray's object store and here, and makes the actors pause when the
 consumer is slower than they are.
 
@@ -181,6 +182,9 @@ class FrameStream:
         self.actors: list = []
         self.starting: dict[ray.ObjectRef, int] = {}  # ready() call -> slot of an actor not ready yet
         self.ready_slots: set[int] = set()  # slots whose actor takes chunks
+        self.dead_slots: set[int] = set()  # slots whose actor died, replaced once their chunks are back
+        self.chunks_handed_out = 0
+        self.last_chunk_of: dict[int, int] = {}  # slot -> number of the last chunk it was handed
         self.stats = StreamStats(actors)
 
     def __iter__(self) -> Iterator[RenderedFrame]:
@@ -198,7 +202,7 @@ class FrameStream:
     def close(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
-        self.actors, self.starting, self.ready_slots = [], {}, set()
+        self.actors, self.starting, self.ready_slots, self.dead_slots = [], {}, set(), set()
 
     def _start_actor(self, slot: int) -> None:
         options = dict(num_cpus=self.plan.num_cpus, num_gpus=self.plan.num_gpus, scheduling_strategy="SPREAD")
@@ -226,12 +230,13 @@ class FrameStream:
                 self._actor_started(done, running)
                 continue
             slot, chunk = running.pop(done)
-            chunk_result = self._collect(done, slot, running)
+            chunk_result = self._collect(done, slot)
             if chunk_result is None:
                 pending.extendleft(reversed(chunk))
                 outstanding -= len(chunk)
             else:
                 ready.extend(chunk_result.frames)
+            self._replace_when_drained(slot, running)
 
     def _wait(self, running: dict) -> ray.ObjectRef:
         """The next finished chunk or started actor; with nothing rendering, actors must start in time."""
@@ -249,7 +254,8 @@ class FrameStream:
         try:
             error = ray.get(ready_call)
         except RayActorError:  # died while starting (e.g. with its node)
-            self._replace_actor(slot, running)
+            self.dead_slots.add(slot)
+            self._replace_when_drained(slot, running)
             return
         if error is not None:
             raise DopeError(error)
@@ -265,22 +271,26 @@ class FrameStream:
             if slot in queued:
                 queued[slot] += 1
         while pending and queued:
-            slot = min(queued, key=queued.__getitem__)
+            slot = min(queued, key=lambda s: (queued[s], self.last_chunk_of.get(s, -1)))
             size = min(self.chunk_size, len(pending))
             if queued[slot] >= CHUNKS_PER_ACTOR or outstanding + handed_out + size > self.buffer:
                 break
             chunk = [pending.popleft() for _ in range(size)]
             running[self.actors[slot].render.remote(chunk, self.members)] = (slot, chunk)
+            self.last_chunk_of[slot] = self.chunks_handed_out
+            self.chunks_handed_out += 1
             queued[slot] += 1
             handed_out += size
         return handed_out
 
-    def _collect(self, task: ray.ObjectRef, slot: int, running: dict) -> RenderedChunk | None:
-        """The chunk's frames, or None when they were lost with their actor or node."""
+    def _collect(self, task: ray.ObjectRef, slot: int) -> RenderedChunk | None:
+        """The chunk's frames, or None when they were lost with their actor or node (the slot is then
+        marked dead: no new chunks for it)."""
         try:
             chunk_result: RenderedChunk = ray.get(task)
         except (RayActorError, ObjectLostError):
-            self._replace_actor(slot, running)
+            self.dead_slots.add(slot)
+            self.ready_slots.discard(slot)
             return None
         except RayTaskError as err:
             if isinstance(err.cause, DopeError):
@@ -293,11 +303,12 @@ class FrameStream:
             self.stats.rendered_at.extend(chunk_result.finished_at)
         return chunk_result
 
-    def _replace_actor(self, slot: int, running: dict) -> None:
-        """Replace the dead actor of `slot` once its last queued chunk has failed too."""
-        self.ready_slots.discard(slot)  # no new chunks for it meanwhile
-        if any(s == slot for s, _ in running.values()):
+    def _replace_when_drained(self, slot: int, running: dict) -> None:
+        """Replace the dead actor of `slot` once no chunk of it is outstanding: each of them fails or,
+        when it finished before the actor died, still delivers its frames."""
+        if slot not in self.dead_slots or any(s == slot for s, _ in running.values()):
             return
+        self.dead_slots.discard(slot)
         if self.stats.replaced_actors >= REPLACEMENTS_PER_ACTOR * self.actor_count:
             raise DopeError(f"ray: {self.stats.replaced_actors} renderer actors died; see the Ray logs for why")
         log.warning("renderer actor %d died; its unfinished frames go back to the queue, a fresh actor starts", slot)
