@@ -3,9 +3,9 @@
 The coordinator runs in the consuming process: it hands frame indices out in chunks, in index order
 (so shards fill up one after another), to the ready actor with the fewest queued chunks (ties go to
 the one handed work longest ago, so every actor keeps getting work: an actor that died idle is then
-handed a chunk, which fails, and is replaced), and yields frames in arrival order. Frames handed out but not yet consumed never exceed `buffer`: that bounds
-the memory held in actors, in Ray's object store and here, and makes the actors pause when the
-consumer is slower than they are.
+handed a chunk, which fails, and is replaced), and yields frames in arrival order. Frames handed
+out but not yet consumed never exceed `buffer`: that bounds the memory held in actors, in Ray's
+object store and here, and makes the actors pause when the consumer is slower than they are.
 
 Actors are spread over the cluster's nodes (Ray's SPREAD strategy) and get work only once they
 are ready, so a replacement that finds no free CPU/GPU (its node died) just never gets any: the
@@ -21,6 +21,7 @@ node Ray's object store shares them without copying, across nodes they cross the
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import Counter, deque
@@ -183,7 +184,7 @@ class FrameStream:
         self.starting: dict[ray.ObjectRef, int] = {}  # ready() call -> slot of an actor not ready yet
         self.ready_slots: set[int] = set()  # slots whose actor takes chunks
         self.dead_slots: set[int] = set()  # slots whose actor died, replaced once their chunks are back
-        self.chunks_handed_out = 0
+        self.chunk_numbers = itertools.count()
         self.last_chunk_of: dict[int, int] = {}  # slot -> number of the last chunk it was handed
         self.stats = StreamStats(actors)
 
@@ -277,8 +278,7 @@ class FrameStream:
                 break
             chunk = [pending.popleft() for _ in range(size)]
             running[self.actors[slot].render.remote(chunk, self.members)] = (slot, chunk)
-            self.last_chunk_of[slot] = self.chunks_handed_out
-            self.chunks_handed_out += 1
+            self.last_chunk_of[slot] = next(self.chunk_numbers)
             queued[slot] += 1
             handed_out += size
         return handed_out
