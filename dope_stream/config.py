@@ -89,8 +89,11 @@ def check_focal_lengths(intrinsics: tuple[float, float, float, float]) -> tuple[
 
 
 def _parse_list(value: Any) -> list:
+    """"a,b" or ["a", "b"] or ["a,b"] (the CLI's nargs="+" with commas) -> ["a", "b"]."""
     if isinstance(value, str):
         return [v for v in value.split(",") if v]
+    if isinstance(value, list):
+        return [part for item in value for part in (_parse_list(item) if isinstance(item, str) else [item])]
     return value
 
 
@@ -482,7 +485,9 @@ def overrides_from_args(model: type[ConfigModel], args: argparse.Namespace) -> d
         if not hasattr(args, name):
             continue
         value = getattr(args, name)
-        if isinstance(value, str) and value.lower() in ("none", "null") and field is not None and _is_optional(field):
+        if isinstance(value, list) and len(value) == 1:  # a list option given once: `--cameras none`
+            value = value[0] if _is_none_word(value[0]) else value
+        if _is_none_word(value) and field is not None and _is_optional(field):
             value = None
         *parents, leaf = name.split(".")
         target = overrides
@@ -490,6 +495,10 @@ def overrides_from_args(model: type[ConfigModel], args: argparse.Namespace) -> d
             target = target.setdefault(parent, {})
         target[leaf] = value
     return overrides
+
+
+def _is_none_word(value: Any) -> bool:
+    return isinstance(value, str) and value.lower() in ("none", "null")
 
 
 def _default_value(field: Any) -> str:

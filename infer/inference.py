@@ -61,13 +61,17 @@ def build_detector(config: InferConfig) -> Detector:
     else:
         model, info = load_torch_network(config)
         backend = TorchBackend(model, config.device, offsets=info.offset_scale is not None)
+    refine_size = (info.refine_object_size or 0) if config.refine_object_size is None else config.refine_object_size
+    # The refinement is what merges the levels' detections of one object into one pose (measured only
+    # with it): a one-pass model keeps one level.
+    pyramid = tuple(config.pyramid) if config.pyramid and refine_size > 0 else ()
     return Detector(
         backend, info,
         DecodeSettings(peak_threshold=config.peak_threshold, centroid_threshold=config.centroid_threshold),
         PnPSettings(min_points=config.min_keypoints, max_reprojection_error=config.max_reprojection_error),
         config.input_height,
-        RefineSettings(object_size=(info.refine_object_size or 0) if config.refine_object_size is None else config.refine_object_size,
-                       iterations=config.refine_iterations),
+        RefineSettings(object_size=refine_size, iterations=config.refine_iterations),
+        pyramid, config.min_score,
     )
 
 

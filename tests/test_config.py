@@ -58,3 +58,18 @@ def test_yaml_round_trip(tmp_path):
     path = tmp_path / "round.yaml"
     path.write_text(config.to_yaml())
     assert GenerateConfig.load(path) == config
+
+
+def test_list_options_take_spaces_commas_or_none():
+    assert _parse(["--cameras", "ycbv,primesense", "realsense_d435"]).cameras == ["ycbv", "primesense", "realsense_d435"]
+    assert _parse(["--cameras", "none"]).cameras is None
+    from infer.config import InferConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, InferConfig)
+    infer = lambda *argv: config_from_args(InferConfig, parser.parse_args(["--weights", "w.pth", "--images", "x", *argv]))
+    assert infer().pyramid == [2.0, 1.0, 0.5]
+    assert infer("--pyramid", "2,1", "0.5").pyramid == [2.0, 1.0, 0.5]
+    assert infer("--pyramid", "none").pyramid is None
+    with pytest.raises(DopeError, match="pyramid"):
+        infer("--pyramid", "0,1")

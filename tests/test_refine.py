@@ -63,6 +63,13 @@ class _CoarseDotNetwork:
     def __call__(self, batch: np.ndarray):
         height, width = batch.shape[2:]
         self.seen_sizes.append((width, height))
+        uv = self.located_dots(batch)
+        self.centroid_offsets.append(float(np.linalg.norm(uv[8] - (np.array([width, height]) - 1) / 2)))
+        cells = np.rint(pixel_to_map(uv, 8))
+        return draw_maps([map_to_pixel(cells, 8)] if self.finds(uv) else [], width, height)
+
+    @staticmethod
+    def located_dots(batch: np.ndarray) -> np.ndarray:
         rgb = (batch[0] * 0.5 + 0.5) * 255.0  # undo the HALF normalisation
         marked = rgb[1] > 250  # dot cores only: interpolated edges mix a dot's code with the background
         uv = np.full((9, 2), np.nan)
@@ -70,15 +77,28 @@ class _CoarseDotNetwork:
             rows, cols = np.nonzero(marked & (np.abs(rgb[0] - 20.0 * (k + 1)) < 8))
             if len(rows):
                 uv[k] = cols.mean(), rows.mean()
-        self.centroid_offsets.append(float(np.linalg.norm(uv[8] - (np.array([width, height]) - 1) / 2)))
-        cells = np.rint(pixel_to_map(uv, 8))
-        return draw_maps([map_to_pixel(cells, 8)], width, height)
+        return uv
+
+    def finds(self, uv: np.ndarray) -> bool:
+        return True
 
 
-def _dotted_image(keypoints: np.ndarray) -> np.ndarray:
+class _SizeLimitedDotNetwork(_CoarseDotNetwork):
+    """`_CoarseDotNetwork` that finds its object only where the corners span at most `largest`
+    pixels of its input, as a network finds objects only at the sizes it trained on."""
+
+    def __init__(self, largest: float):
+        super().__init__()
+        self.largest = largest
+
+    def finds(self, uv: np.ndarray) -> bool:
+        return bool(np.nanmax(np.ptp(uv[:8], axis=0)) <= self.largest)
+
+
+def _dotted_image(keypoints: np.ndarray, radius: int = 2) -> np.ndarray:
     image = np.full((480, 640, 3), 40, np.uint8)
     for k, (u, v) in enumerate(keypoints):
-        cv2.circle(image, (int(round(u * 16)), int(round(v * 16))), 2 * 16, (20 * (k + 1), 255, 0), -1, shift=4)
+        cv2.circle(image, (int(round(u * 16)), int(round(v * 16))), radius * 16, (20 * (k + 1), 255, 0), -1, shift=4)
     return image
 
 
@@ -183,3 +203,55 @@ def test_each_refinement_iteration_crops_around_the_previous_pose():
     # cuboid's screen box, which perspective moves off the projected centroid).
     assert second_crop < 0.7 * first_crop
     assert twice < one_pass / 1.5 and twice <= once + 0.3
+
+
+def test_the_first_pass_pyramid_finds_an_object_too_large_for_the_native_pass():
+    """A network that finds objects only up to 200 px misses a 330 px one at the native 640x480; the
+    pyramid's 320x240 level finds it, its refinement crop poses it, and an object found at several
+    levels is reported once."""
+    info = ModelMeta("test", "bottle", CUBOID, None, 240, HALF, HALF)
+    near = Pose(Rotation.from_rotvec([1.2, 0.4, 0.3]).as_matrix(), np.array([0.0, 0.02, 0.39]))
+    keypoints = projected_cuboid(CUBOID, near, INTRINSICS)
+    assert 300 < np.ptp(keypoints[:8], axis=0).max() < 400
+    image = _dotted_image(keypoints, radius=10)  # dots that survive the 160x120 level
+    refine = RefineSettings(object_size=160)
+    native = _SizeLimitedDotNetwork(largest=200)
+    assert Detector(native, info, refine_settings=refine).detect(image, INTRINSICS) == []
+    assert native.seen_sizes == [(640, 480)]
+
+    network = _SizeLimitedDotNetwork(largest=200)
+    detector = Detector(network, info, refine_settings=refine, pyramid=(2.0, 1.0, 0.5))
+    assert detector.first_pass_sizes(640, 480) == [(640, 480), (320, 240), (160, 120)]
+    (detection,) = detector.detect(image, INTRINSICS)
+    assert network.seen_sizes[:3] == [(640, 480), (320, 240), (160, 120)]
+    # The crop shows it at 160 px, so a map cell there is 2.1x larger in the image: within half of one.
+    extent = np.ptp(keypoints[:8], axis=0).max()
+    assert np.linalg.norm(detection.keypoints - keypoints, axis=1).mean() < 0.5 * 8 * extent / 160
+    assert abs(detection.pose.translation[2] - near.translation[2]) < 0.05 * near.translation[2]
+
+    small = projected_cuboid(CUBOID, POSES[0], INTRINSICS)  # found at 640x480 and 320x240: once
+    detections = Detector(_CoarseDotNetwork(), info, refine_settings=refine, pyramid=(2.0, 1.0, 0.5)).detect(
+        _dotted_image(small, radius=4), INTRINSICS)
+    assert len(detections) == 1
+    assert np.linalg.norm(detections[0].keypoints - small, axis=1).mean() < 2.0
+
+
+def test_the_pyramid_falls_back_to_one_pass_where_sizes_are_fixed_or_unknown():
+    pyramid = (2.0, 1.0, 0.5)
+    fixed = _CoarseDotNetwork()
+    fixed.fixed_size = (320, 240)
+    info = ModelMeta("test", "bottle", CUBOID, None, 240, HALF, HALF)
+    assert Detector(fixed, info, pyramid=pyramid).first_pass_sizes(640, 480) == [(320, 240)]
+    unknown = dataclasses.replace(info, input_size=None)
+    assert Detector(_CoarseDotNetwork(), unknown, pyramid=pyramid).first_pass_sizes(640, 480) == [(640, 480)]
+    # relative to --input_height when one is given
+    assert Detector(_CoarseDotNetwork(), unknown, input_height=480, pyramid=(1.0, 0.5)).first_pass_sizes(640, 480) == [
+        (640, 480), (320, 240)]
+
+
+def test_detections_scoring_under_min_score_are_dropped():
+    keypoints = projected_cuboid(CUBOID, POSES[0], INTRINSICS)
+    info = ModelMeta("test", "bottle", CUBOID, None, 240, HALF, HALF)
+    (detection,) = Detector(_CoarseDotNetwork(), info).detect(_dotted_image(keypoints), INTRINSICS)
+    assert Detector(_CoarseDotNetwork(), info, min_score=detection.score).detect(_dotted_image(keypoints), INTRINSICS)
+    assert Detector(_CoarseDotNetwork(), info, min_score=detection.score + 0.01).detect(_dotted_image(keypoints), INTRINSICS) == []

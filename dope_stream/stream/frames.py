@@ -240,7 +240,14 @@ class FrameStream:
             self._replace_when_drained(slot, running)
 
     def _wait(self, running: dict) -> ray.ObjectRef:
-        """The next finished chunk or started actor; with nothing rendering, actors must start in time."""
+        """The next started actor or finished chunk; with nothing rendering, actors must start in time.
+        Started actors are looked for first: of several ready references `ray.wait` returns one of its
+        choosing, and behind a fast actor's finished chunks a late one's start could go unseen, so
+        that it got no work until the end (a cause of the node-kill test's rare failures)."""
+        if self.starting:
+            started, _ = ray.wait(list(self.starting), num_returns=len(self.starting), timeout=0)
+            if started:
+                return started[0]
         timeout = None if running else ACTOR_START_TIMEOUT_S
         done, _ = ray.wait(list(running) + list(self.starting), num_returns=1, timeout=timeout)
         if not done:
