@@ -485,8 +485,8 @@ def overrides_from_args(model: type[ConfigModel], args: argparse.Namespace) -> d
         if not hasattr(args, name):
             continue
         value = getattr(args, name)
-        if isinstance(value, list) and len(value) == 1:  # a list option given once: `--cameras none`
-            value = value[0] if _is_none_word(value[0]) else value
+        if isinstance(value, list) and len(value) == 1 and _is_none_word(value[0]):  # `--cameras none`
+            value = value[0]
         if _is_none_word(value) and field is not None and _is_optional(field):
             value = None
         *parents, leaf = name.split(".")
