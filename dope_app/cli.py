@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from dope_stream.config import ConfigModel, GenerateConfig, add_config_arguments, config_from_args
 from dope_stream.errors import DopeError
-from infer.config import EvaluateConfig, ExportConfig, InferConfig
+from infer.config import CalibrateConfig, EvaluateConfig, ExportConfig, InferConfig
 from trainer.config import TrainConfig
 
 from .config import DemoConfig, default_tree_yaml
@@ -39,6 +39,8 @@ COMMANDS: dict[str, Verb] = {
                  "dope_stream.view:add_arguments"),
     "train": Verb("train a keypoint network on shards, folders or the live stream", TrainConfig, "dope_app.verbs:train"),
     "infer": Verb("detect objects and their 6-DoF poses in images", InferConfig, "dope_app.verbs:infer"),
+    "calibrate": Verb("measure a checkpoint's distance bias on synthetic frames and store the correction", CalibrateConfig,
+                      "dope_app.verbs:calibrate"),
     "evaluate": Verb("ADD/ADD-S accuracy of predictions", EvaluateConfig, "dope_app.verbs:evaluate"),
     "export": Verb("export a checkpoint to ONNX", ExportConfig, "dope_app.verbs:export"),
     "demo": Verb("generate -> train -> infer -> evaluate on the built-in assets", DemoConfig, "dope_app.verbs:demo"),

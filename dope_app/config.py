@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from dope_stream.config import PACKAGE_ASSETS, ConfigModel, FloatPair, GenerateConfig, IntRange, field_like
-from infer.config import EvaluateConfig, ExportConfig, InferConfig
+from infer.config import CalibrateConfig, EvaluateConfig, ExportConfig, InferConfig
 from trainer.config import TrainConfig
 
 
@@ -120,6 +120,8 @@ class DopeConfig(ConfigModel):
     generate: GenerateConfig = Field(default_factory=GenerateConfig, description="dope generate: render a synthetic dataset")
     train: TrainConfig = Field(default_factory=TrainConfig, description="dope train: fit a keypoint network")
     infer: InferConfig | None = Field(None, description="dope infer: poses in images (needs weights and images)")
+    calibrate: CalibrateConfig | None = Field(
+        None, description="dope calibrate: a checkpoint's distance correction (needs weights and images)")
     evaluate: EvaluateConfig | None = Field(None, description="dope evaluate: ADD/ADD-S accuracy (needs pred and gt)")
     export: ExportConfig | None = Field(None, description="dope export: ONNX (needs weights and onnx)")
     container: ContainerConfig = Field(default_factory=ContainerConfig, description="the container's entry point")
@@ -127,7 +129,7 @@ class DopeConfig(ConfigModel):
 
 
 # Sections whose models have required keys: `dope config` shows them commented out.
-SECTIONS_WITH_REQUIRED_KEYS = ("infer", "evaluate", "export")
+SECTIONS_WITH_REQUIRED_KEYS = ("infer", "calibrate", "evaluate", "export")
 
 
 def default_tree_yaml() -> str:

@@ -9,7 +9,7 @@ import logging
 
 from dope_stream.config import GenerateConfig
 from dope_stream.outputs import output_file, output_folder
-from infer.config import EvaluateConfig, ExportConfig, InferConfig
+from infer.config import CalibrateConfig, EvaluateConfig, ExportConfig, InferConfig
 from trainer.config import TrainConfig
 
 from .config import DemoConfig
@@ -48,6 +48,16 @@ def infer(config: InferConfig) -> int:
     summary = run_inference(config)
     if summary.frames:
         log.info("%.1f frames/s including reading and writing", summary.frames / summary.seconds)
+    return 0
+
+
+def calibrate(config: CalibrateConfig) -> int:
+    from infer.calibrate import calibrate as measure
+
+    result = measure(config)
+    print(f"distance scale {result.distance_scale:.4f} (was {result.previous_scale:.4f}), the median of "
+          f"{result.matches} matched detections in {config.images}; their AUC {100 * result.auc_before:.1f} -> "
+          f"{100 * result.auc_after:.1f}; " + (f"written to {result.checkpoint}" if config.save else "not written (--no-save)"))
     return 0
 
 

@@ -148,6 +148,12 @@ class Pose:
         """
         return Pose(self.rotation, self.translation + self.rotation @ np.asarray(offset_model, dtype=np.float64))
 
+    def with_distance_scaled(self, factor: float, model_point: np.ndarray) -> "Pose":
+        """The same rotation, with `model_point` (model frame) moved along its line of sight to
+        `factor` times its distance from the camera: a distance bias corrected, the view unchanged."""
+        point_cam = self.apply(np.asarray(model_point, dtype=np.float64)[None])[0]
+        return Pose(self.rotation, self.translation + (factor - 1.0) * point_cam)
+
     @property
     def matrix(self) -> np.ndarray:
         m = np.eye(4)

@@ -96,6 +96,23 @@ class InferConfig(NetworkOptions):
         return levels
 
 
+class CalibrateConfig(InferConfig):
+    """`dope calibrate`: measure a checkpoint's distance bias on synthetic frames with ground truth
+    (any of `dope infer`'s options, as the model will be run) and store the correction in it."""
+
+    section: ClassVar[str] = "calibrate"
+
+    images: Path = Field(
+        description="folder of held-out synthetic frames with ground truth beside them (`dope generate --layout folder`, "
+        "another seed than training; not the test set)"
+    )
+    out: Path = Field(Path("out/calibrate"), description="output folder for the predictions the bias is measured on")
+    models: Path = Field(
+        PACKAGE_ASSETS / "objects", description="folder with CLASS/points.xyz (or CLASS/ mesh, CLASS.xyz) per class"
+    )
+    save: bool = Field(True, description="write the distance scale into the checkpoint (--no-save: only report it)")
+
+
 class EvaluateConfig(ConfigModel):
     """`dope evaluate`: ADD/ADD-S accuracy of predicted poses against ground truth."""
 

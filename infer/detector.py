@@ -8,6 +8,7 @@ PnP, so poses, keypoints and reprojections all refer to the image the user gave.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -186,7 +187,14 @@ class Detector:
                         settled[k] = detections[k] is detection
         if self.refine_settings.object_size > 0 or len(sizes) > 1:
             detections = self._without_duplicates(detections)
-        return sorted((d for d in detections if d.score >= self.min_score), key=lambda d: -d.score)
+        kept = sorted((d for d in detections if d.score >= self.min_score), key=lambda d: -d.score)
+        return [self._at_calibrated_distance(d, intrinsics) for d in kept] if self.info.distance_scale != 1.0 else kept
+
+    def _at_calibrated_distance(self, detection: Detection, intrinsics: Intrinsics) -> Detection:
+        """The detection with its cuboid centre's distance times the model's `distance_scale`. Done
+        last, so the refinement crops are the ones `dope calibrate` measured the bias with."""
+        pose = detection.pose.with_distance_scaled(self.info.distance_scale, self.info.cuboid.center)
+        return dataclasses.replace(detection, pose=pose, projected_cuboid=projected_cuboid(self.info.cuboid, pose, intrinsics))
 
     def _solve(self, obj: ObjectKeypoints, intrinsics: Intrinsics) -> Detection | None:
         solution = solve_pose(obj.uv, self.info.cuboid, intrinsics, self.pnp_settings)

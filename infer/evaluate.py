@@ -93,18 +93,27 @@ class ClassResult:
     predictions: int = 0
 
 
-def match_image(
-    predictions: list[Instance], truths: list[Instance], points: np.ndarray, symmetric: bool, result: ClassResult
-) -> None:
-    """Add one image's instances of one class to `result` (one-to-one Hungarian matching)."""
+def matches(
+    predictions: list[Instance], truths: list[Instance], points: np.ndarray, symmetric: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One-to-one Hungarian matching of one image's instances of one class on the ADD (ADD-S) cost:
+    (prediction indices, truth indices, their errors in metres)."""
     metric = adds if symmetric else add
     cost = np.array(
         [[metric(p.pose.rotation, p.pose.translation, t.pose.rotation, t.pose.translation, points) for t in truths]
          for p in predictions]
     ).reshape(len(predictions), len(truths))
     rows, cols = linear_sum_assignment(cost) if cost.size else (np.array([], int), np.array([], int))
+    return rows, cols, cost[rows, cols]
+
+
+def match_image(
+    predictions: list[Instance], truths: list[Instance], points: np.ndarray, symmetric: bool, result: ClassResult
+) -> None:
+    """Add one image's instances of one class to `result` (`matches`)."""
+    rows, cols, matched = matches(predictions, truths, points, symmetric)
     errors = np.full(len(truths), np.inf)
-    errors[cols] = cost[rows, cols]
+    errors[cols] = matched
     result.errors.extend(errors.tolist())
     result.keypoint_errors.extend(
         float(np.linalg.norm(predictions[r].projected_cuboid - truths[c].projected_cuboid, axis=1).mean())
@@ -201,6 +210,17 @@ def evaluate_folders(
     pred_dir: Path, gt_dir: Path, models_dir: Path, symmetric: list[str], min_visibility: float = 0.0
 ) -> dict:
     """Match every ground-truth JSON with the prediction of the same stem (none = all missed)."""
+    images = read_image_pairs(pred_dir, gt_dir, min_visibility)
+
+    def class_model(class_name: str) -> tuple[np.ndarray, bool]:
+        # ADD-S by default for a class with symmetries in the models folder
+        return load_model_points(models_dir, class_name), symmetries_in_folder(models_dir, class_name).symmetric
+
+    return score_images(images, len(images), class_model, set(symmetric))
+
+
+def read_image_pairs(pred_dir: Path, gt_dir: Path, min_visibility: float = 0.0) -> list[tuple[list[Instance], list[Instance]]]:
+    """(ground truth, predictions) of every ground-truth JSON and the prediction of the same stem."""
     truths_by_stem = annotation_files(gt_dir, "--gt")
     preds_by_stem = annotation_files(pred_dir, "--pred")
     if not set(truths_by_stem) & set(preds_by_stem):
@@ -211,16 +231,10 @@ def evaluate_folders(
     unmatched = sorted(set(preds_by_stem) - set(truths_by_stem))
     if unmatched:
         log.warning("%d prediction files have no ground truth (e.g. %s); ignored", len(unmatched), unmatched[0])
-    images = (
+    return [
         (read_instances(gt_path, min_visibility), read_instances(preds_by_stem[stem]) if stem in preds_by_stem else [])
         for stem, gt_path in truths_by_stem.items()
-    )
-
-    def class_model(class_name: str) -> tuple[np.ndarray, bool]:
-        # ADD-S by default for a class with symmetries in the models folder
-        return load_model_points(models_dir, class_name), symmetries_in_folder(models_dir, class_name).symmetric
-
-    return score_images(images, len(truths_by_stem), class_model, set(symmetric))
+    ]
 
 
 def score_images(

@@ -66,6 +66,13 @@ def check_checkpoint(state, path: Path) -> None:
         raise DopeError(f"{path}: not a dope-stream checkpoint (no 'meta'/'model'); official DOPE weights: use load_official_dope")
 
 
+def update_meta(path: Path, **changes) -> None:
+    """Rewrite a checkpoint with these `meta` fields changed (atomically; weights and training state kept)."""
+    state = read_checkpoint(path)
+    state["meta"] = {**state["meta"], **changes}
+    save_atomic(state, path)
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1] if found else None

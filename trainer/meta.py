@@ -33,6 +33,9 @@ class ModelMeta:
     map_convention: str = DEFAULT_MAP_CONVENTION  # dope_stream.geometry.pixel_to_map: how targets were placed
     refine_object_size: int | None = None  # trained on object crops of this size (trainer.crops): infer's second pass
     symmetries: dict | None = None  # dope_stream.symmetry.Symmetries.to_dict(): labels follow its canonical pose
+    # PnP distances are multiplied by this: the network's distance bias measured on held-out synthetic
+    # frames by `dope calibrate` (its keypoints lie ~1% too close together, so poses come out 2-3% too far).
+    distance_scale: float = 1.0
 
     def to_dict(self) -> dict:
         values = asdict(self)
