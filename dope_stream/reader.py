@@ -149,8 +149,9 @@ def decode_image(sample: dict, name: str) -> np.ndarray:
 
 def detect_unit(raw: dict) -> Literal["m", "cm"]:
     """The length unit of one annotation file: its "units" key, else a guess (module docstring)."""
-    if raw.get("units") in METRES_PER_UNIT:
-        return raw["units"]
+    units = raw.get("units")
+    if isinstance(units, str) and units in METRES_PER_UNIT:  # any JSON value may stand there (a list is unhashable)
+        return units
     for obj in raw.get("objects", []):
         if not isinstance(obj, dict):
             continue

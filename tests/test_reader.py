@@ -7,7 +7,7 @@ from toy_dataset import BOX, encode_png, write_folder, write_shards
 from dope_stream.errors import DopeError
 from dope_stream.geometry import Intrinsics, Pose, projected_cuboid
 from dope_stream.reader import (
-    Frame, decode_sample, iter_raw_samples, open_dataset, select_objects, stream_shards,
+    Frame, decode_sample, detect_unit, iter_raw_samples, open_dataset, select_objects, stream_shards,
 )
 
 
@@ -76,6 +76,13 @@ def test_declared_unit_and_manifest_unit(tmp_path):
     assert np.allclose(declared, plain * 0.01)
     (tmp_path / "manifest.json").write_text(json.dumps({"units": "cm"}))
     assert open_dataset([tmp_path], unit="m").unit == "cm"  # the manifest wins over the caller
+
+
+def test_a_units_key_of_another_json_type_is_guessed_past():
+    # Found by the fuzz test: a list there is unhashable; the file's unit is then guessed as without the key.
+    assert detect_unit({"objects": [], "units": []}) == detect_unit({"objects": []})
+    assert detect_unit({"objects": [{"location": [10.0, 20.0, 90.0]}], "units": {"m": 1}}) == "cm"
+    assert detect_unit({"objects": [], "units": "cm"}) == "cm"
 
 
 def test_filter_by_class_and_visibility(tmp_path):
