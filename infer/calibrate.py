@@ -26,12 +26,13 @@ import numpy as np
 
 from dope_stream.errors import DopeError
 from dope_stream.symmetry import symmetries_in_folder
-from trainer.checkpoint import latest_checkpoint, read_checkpoint, update_meta
+from trainer.checkpoint import read_checkpoint, update_meta
 from trainer.meta import ModelMeta
 
 from .config import CalibrateConfig
-from .evaluate import AUC_MAX_M, Instance, auc, load_model_points, matches, read_image_pairs
+from .evaluate import AUC_MAX_M, Instance, load_model_points, matches, read_image_pairs, score_images
 from .inference import run_inference
+from .loading import checkpoint_file, with_cuboid
 
 log = logging.getLogger(__name__)
 
@@ -64,38 +65,26 @@ def distance_ratios(images: ImagePairs, class_name: str, points: np.ndarray, sym
     return np.asarray(ratios)
 
 
-def class_auc(images: ImagePairs, class_name: str, points: np.ndarray, symmetric: bool, factor: float = 1.0, centre=(0, 0, 0)) -> float:
-    """ADD (ADD-S) AUC of one class, its predicted distances times `factor`."""
-    errors = []
-    for truths, predictions in images:
-        truths = [t for t in truths if t.class_name == class_name]
-        predictions = [dataclasses.replace(p, pose=p.pose.with_distance_scaled(factor, centre))
-                       for p in predictions if p.class_name == class_name]
-        found = np.full(len(truths), np.inf)
-        _, cols, matched = matches(predictions, truths, points, symmetric)
-        found[cols] = matched
-        errors.extend(found)
-    return auc(np.asarray(errors))
-
-
-def checkpoint_file(weights: Path) -> Path:
-    """The checkpoint `dope calibrate` rewrites: --weights itself or a run folder's latest."""
-    if weights.suffix.lower() == ".onnx":
-        raise DopeError(f"--weights {weights}: calibrate the checkpoint the ONNX model was exported from, then export it again")
-    path = latest_checkpoint(weights) if weights.is_dir() else weights
-    if path is None or not path.is_file():
-        raise DopeError(f"--weights {weights}: no checkpoint there (a training run folder or a step-*.pt file)")
-    return path
+def scaled_auc(images: ImagePairs, class_name: str, points: np.ndarray, symmetric: bool, factor: float, centre) -> float:
+    """ADD (ADD-S) AUC of one class as `dope evaluate` scores it, the predicted distances times `factor`."""
+    scaled = [(truths, [dataclasses.replace(p, pose=p.pose.with_distance_scaled(factor, centre)) for p in predictions])
+              for truths, predictions in images]
+    metrics = score_images(scaled, len(scaled), lambda _: (points, symmetric), set())
+    return metrics["classes"][class_name]["auc"]
 
 
 def calibrate(config: CalibrateConfig) -> Calibration:
+    """Measure the distance bias of --weights (a checkpoint, or a run folder's latest) and, unless
+    --no-save, store the corrected scale in that checkpoint."""
+    if config.weights.suffix.lower() == ".onnx":
+        raise DopeError(f"--weights {config.weights}: calibrate the checkpoint the ONNX model was exported from, then export it again")
     path = checkpoint_file(config.weights)
-    meta = ModelMeta.from_dict(read_checkpoint(path)["meta"])
+    meta = with_cuboid(ModelMeta.from_dict(read_checkpoint(path)["meta"]), config)  # the cuboid inference uses
     run_inference(config.model_copy(update={"weights": path, "resume": False}))
     images = read_image_pairs(config.out, config.images)
     points = load_model_points(config.models, meta.class_name)
     symmetric = symmetries_in_folder(config.models, meta.class_name).symmetric or bool(meta.symmetries)
-    centre = meta.cuboid.center if meta.cuboid else (0.0, 0.0, 0.0)
+    centre = meta.cuboid.center
     ratios = distance_ratios(images, meta.class_name, points, symmetric, centre)
     if len(ratios) < MIN_MATCHES:
         raise DopeError(
@@ -105,7 +94,8 @@ def calibrate(config: CalibrateConfig) -> Calibration:
     factor = float(np.median(ratios))
     result = Calibration(
         path, meta.distance_scale, meta.distance_scale * factor, len(ratios),
-        class_auc(images, meta.class_name, points, symmetric), class_auc(images, meta.class_name, points, symmetric, factor, centre),
+        scaled_auc(images, meta.class_name, points, symmetric, 1.0, centre),
+        scaled_auc(images, meta.class_name, points, symmetric, factor, centre),
     )
     if config.save:
         update_meta(path, distance_scale=result.distance_scale)

@@ -29,7 +29,7 @@ def load_torch_network(options: NetworkOptions):
 
     from trainer.checkpoint import check_checkpoint, model_from_checkpoint
 
-    path = _checkpoint_file(options.weights)
+    path = checkpoint_file(options.weights)
     if path.suffix.lower() == ".onnx":
         raise DopeError(f"--weights {path}: an ONNX model runs with --backend onnx")
     content = load_weights_file(path, "--weights")
@@ -49,7 +49,7 @@ def check_class(options: NetworkOptions, info: ModelMeta) -> None:
         raise DopeError(f"--object '{options.object}': unknown class for {options.weights}, which detects '{info.class_name}'")
 
 
-def _checkpoint_file(path: Path) -> Path:
+def checkpoint_file(path: Path) -> Path:
     """The file itself, or a training run folder's latest checkpoint."""
     if path.is_dir():
         from trainer.checkpoint import latest_checkpoint
