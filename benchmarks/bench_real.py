@@ -6,7 +6,7 @@ The photos come with ground truth in this project's JSON format beside each imag
 only: never train, validate or choose settings on them.
 
     python benchmarks/bench_real.py --weights RUN_OR_CKPT --images ../shared/assets/realsample \\
-        [--input_height 240] [--refine_object_size 160] [--refine_iterations 2] [--models dope_stream/assets/objects] [--out out/bench_real]
+        [--input_height 240] [--refine_object_size 160] [--refine_iterations 2] [--subpixel parabola] [--snap_radius 3] [--models dope_stream/assets/objects] [--out out/bench_real]
 """
 
 from __future__ import annotations
@@ -64,11 +64,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="second pass at this object size (default: the model's; 0: one pass)")
     parser.add_argument("--refine_iterations", type=int, default=None,
                         help="second pass: crops per detection, each around the previous one's pose (default: dope infer's)")
+    parser.add_argument("--subpixel", choices=("parabola", "window"), default=None,
+                        help="a belief peak's sub-pixel step (default: dope infer's)")
+    parser.add_argument("--snap_radius", type=float, default=None,
+                        help="offset networks: snap a corner to a belief peak within this many cells (default: dope infer's)")
     parser.add_argument("--out", type=Path, default=Path("out/bench_real"))
     args = parser.parse_args(argv)
     try:
         metrics = evaluate_real(args.weights, args.images, args.models, args.out, input_height=args.input_height,
-                                refine_object_size=args.refine_object_size, refine_iterations=args.refine_iterations)
+                                refine_object_size=args.refine_object_size, refine_iterations=args.refine_iterations,
+                                subpixel=args.subpixel, snap_radius=args.snap_radius)
     except DopeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_POLL_S = 1.0  # where prctl is missing: how often a watchdog thread checks the parent
 REAPER_MARK_VARIABLE = "DOPE_REAPER_MARK"
 REAP_ROUNDS = 20  # re-scans after killing (a process may start while the others die)
+REAPER_CLOSE_WAIT_S = 5.0  # close(): how long the reaper may take before this process reaps itself
 PROC = Path("/proc")
 
 
@@ -117,9 +118,18 @@ class ProcessReaper:
                 os.environ[REAPER_MARK_VARIABLE] = previous
 
     def close(self) -> None:
-        """Kill what is left of the marked processes now, and end the reaper."""
+        """Kill what is left of the marked processes now, and end the reaper.
+
+        A child forked from this process without exec (a fork-context DataLoader worker) holds the
+        pipe's write end too, so the reaper may never see its end: after REAPER_CLOSE_WAIT_S this
+        process reaps the marked processes itself and kills the reaper."""
         self.process.stdin.close()
-        self.process.wait()
+        try:
+            self.process.wait(timeout=REAPER_CLOSE_WAIT_S)
+        except subprocess.TimeoutExpired:
+            reap(self.mark)
+            self.process.kill()
+            self.process.wait()
 
 
 def reap(mark: str) -> None:

@@ -75,6 +75,16 @@ class InferConfig(NetworkOptions):
     )
     peak_threshold: float = Field(0.05, ge=0, description="minimum belief of a keypoint peak")
     centroid_threshold: float = Field(0.1, ge=0, description="minimum belief of a centroid peak that starts an object")
+    subpixel: Literal["parabola", "window"] = Field(
+        "parabola", description="a belief peak's sub-pixel position: parabola, the vertex of the log-parabola through the "
+        "three cells across it on each axis; window, the belief-weighted mean of a window sized to the peak (before "
+        "session 7; it follows the blobs' lean towards the object, putting poses too far)",
+    )
+    snap_radius: float = Field(
+        3.0, ge=0, le=10,
+        description="offset networks (centre): a corner's belief peak within this many map cells of the corner the "
+        "offsets regress replaces it (README, Real photos)",
+    )
     min_score: float = Field(
         0.2, ge=0, le=1,
         description="detections whose score (the summed belief of their PnP inliers / 9) is lower are dropped: at 0.2, "

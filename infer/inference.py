@@ -67,7 +67,8 @@ def build_detector(config: InferConfig) -> Detector:
     pyramid = tuple(config.pyramid) if config.pyramid and refine_size > 0 else ()
     return Detector(
         backend, info,
-        DecodeSettings(peak_threshold=config.peak_threshold, centroid_threshold=config.centroid_threshold),
+        DecodeSettings(peak_threshold=config.peak_threshold, centroid_threshold=config.centroid_threshold,
+                       subpixel=config.subpixel, snap_radius=config.snap_radius),
         PnPSettings(min_points=config.min_keypoints, max_reprojection_error=config.max_reprojection_error),
         config.input_height,
         RefineSettings(object_size=refine_size, iterations=config.refine_iterations),

@@ -139,25 +139,28 @@ def test_detector_input_is_the_normalised_rgb_image():
     np.testing.assert_allclose(batch[0].transpose(1, 2, 0), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("subpixel", ["parabola", "window"])
 @pytest.mark.parametrize("sigma", [1.0, 2.0, 3.0])
-def test_wide_peaks_decode_within_0_3_px(sigma):
-    """The refinement window follows the peak's width (a fixed 7x7 window was 1.3 px off at sigma 2)."""
+def test_wide_peaks_decode_within_0_3_px(sigma, subpixel):
+    """The refinement window follows the peak's width (a fixed 7x7 window was 1.3 px off at sigma 2);
+    the log-parabola is exact for a Gaussian of any width."""
     rng = np.random.default_rng(int(sigma * 10))
     uv = np.full((9, 2), np.nan)
     uv[:8] = rng.uniform(80, 400, (8, 2))  # one peak per channel, far apart from each other
     belief, _ = draw_maps([uv], 480, 480, sigma=sigma)
-    peaks = find_peaks(belief, 8, DecodeSettings())
+    peaks = find_peaks(belief, 8, DecodeSettings(subpixel=subpixel))
     for k in range(8):
         assert len(peaks[k].uv) == 1
         assert np.linalg.norm(peaks[k].uv[0] - uv[k]) < 0.3
 
 
+@pytest.mark.parametrize("subpixel", ["parabola", "window"])
 @pytest.mark.parametrize("sigma", [1.0, 2.0])
-def test_corners_next_to_the_border_are_found_within_0_3_px(sigma):
+def test_corners_next_to_the_border_are_found_within_0_3_px(sigma, subpixel):
     """A keypoint 4 px from the image border peaks on the map's outer ring of cells."""
     uv = np.array([[4.0, 200.3], [635.0, 100.6], [300.2, 4.0], [200.7, 475.0], [3.0, 2.0]] + [[np.nan, np.nan]] * 4)
     belief, _ = draw_maps([uv], 640, 480, sigma=sigma)
-    peaks = find_peaks(belief, 8, DecodeSettings())
+    peaks = find_peaks(belief, 8, DecodeSettings(subpixel=subpixel))
     for k in range(5):
         assert len(peaks[k].uv) == 1, k
         assert np.linalg.norm(peaks[k].uv[0] - uv[k]) < 0.3, (k, peaks[k].uv[0], uv[k])
@@ -175,3 +178,20 @@ def test_targets_decode_without_bias_only_in_their_own_map_convention(convention
     (wrong,) = find_peaks(belief, 8, DecodeSettings(), other)[0].uv
     assert np.linalg.norm(right - uv[0, 0]) < 0.15
     np.testing.assert_allclose(np.abs(wrong - uv[0, 0]), [3.5, 3.5], atol=0.15)
+
+
+def test_a_shoulder_beside_a_sharp_peak_pulls_the_window_but_hardly_the_parabola():
+    """The trained network's corner blobs lean towards the object: a sharp peak with a weaker, wider
+    shoulder two cells to one side. The window's weighted mean follows the shoulder; the parabola
+    through the three cells across the peak sees only its top."""
+    peak_uv = np.array([[203.5, 160.2]] + [[np.nan, np.nan]] * 8)
+    shoulder_uv = peak_uv + [[16.0, 0.0]]  # two map cells towards the object
+    peak, _ = draw_maps([peak_uv], 480, 320, sigma=1.0)
+    shoulder, _ = draw_maps([shoulder_uv], 480, 320, sigma=2.0)
+    belief = np.maximum(peak, 0.5 * shoulder)
+    offsets = {
+        method: np.linalg.norm(find_peaks(belief, 8, DecodeSettings(subpixel=method))[0].uv[0] - peak_uv[0])
+        for method in ("window", "parabola")
+    }
+    assert offsets["window"] > 4.0
+    assert offsets["parabola"] < 1.5 and offsets["parabola"] < offsets["window"] / 4

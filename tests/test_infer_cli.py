@@ -141,3 +141,14 @@ def test_camera_yaml_is_scaled_to_the_image_size(checkpoint, tmp_path):
                  "--camera", str(camera)]) == 0
     intrinsics = json.loads((out / "000000.json").read_text())["camera_data"]["intrinsics"]
     assert intrinsics == pytest.approx({"fx": 120.0, "fy": 120.0, "cx": 47.5, "cy": 31.5})
+
+
+def test_infer_decoding_defaults_are_the_decoders_own():
+    """`dope infer` repeats the decoder's defaults as options (importing trainer.decode into the
+    option tree would load scipy at every CLI start): they must not drift apart."""
+    from infer.config import InferConfig
+    from trainer.decode import DecodeSettings
+
+    decoder = DecodeSettings()
+    for name in ("peak_threshold", "centroid_threshold", "subpixel", "snap_radius"):
+        assert InferConfig.model_fields[name].default == getattr(decoder, name), name

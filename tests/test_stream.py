@@ -7,7 +7,9 @@ time goes into starting processes, not rendering.
 from __future__ import annotations
 
 import filecmp
+import gc
 import json
+import multiprocessing
 import socket
 import subprocess
 import sys
@@ -204,8 +206,14 @@ def test_bad_assets_in_the_actor_are_one_dope_error(ray_address, tmp_path):
 def test_forked_loader_workers_are_refused(ray_address, tmp_path):
     dataset = RayFrameDataset(stream_config(tmp_path, ray=ray_address), write_shards=False)
     loader = DataLoader(dataset, batch_size=None, num_workers=1, multiprocessing_context="fork")
+    batches = iter(loader)
     with pytest.raises(DopeError, match="spawn"):
-        next(iter(loader))
+        next(batches)
+    # The refused worker must not outlive the loader: a forked worker holds this process's pipes
+    # (the Ray session's reaper among them) open.
+    del batches
+    gc.collect()
+    assert not multiprocessing.active_children()
 
 
 def _ddp_rank(rank: int, world: int, init_file: str, address: str, out: str, result_folder: str) -> None:

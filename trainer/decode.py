@@ -5,7 +5,8 @@ per DOPE keypoint (8 corners, then the centroid) and affinity (16, h, w) holding
 channels (2k, 2k+1), the (x, y) unit vector from that corner towards its object's centroid.
 
 Steps (all vectorised over peaks): smooth each belief map, keep local maxima above a threshold,
-refine each to sub-pixel with the belief-weighted mean of the raw map in a window sized to the peak,
+refine each to sub-pixel (by default the vertex of the log-parabola through the raw map's three cells
+across the peak on each axis; `subpixel="window"`: the belief-weighted mean in a window sized to the peak),
 convert to pixels with `geometry.map_to_pixel` (the inverse of the training targets' `pixel_to_map`,
 in the convention stored with the model), then
 attach every corner peak to the nearest centroid whose direction agrees with the predicted affinity.
@@ -14,6 +15,7 @@ attach every corner peak to the nearest centroid whose direction agrees with the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage
@@ -31,9 +33,13 @@ class DecodeSettings:
     smooth_sigma: float = 1.0  # Gaussian smoothing before peak finding; 0 disables it
     peak_threshold: float = 0.05  # minimum raw belief at a corner peak
     centroid_threshold: float = 0.1  # minimum raw belief at a centroid peak that seeds an object
-    window_radius: int = 5  # largest sub-pixel window: (2r+1) x (2r+1) cells (the reference's 11 x 11)
+    # Sub-pixel step. The network's corner blobs are not symmetric: they lean towards the object, and
+    # a window's mean follows that lean (corners too close together, so poses too far: README "Real
+    # photos", session 7); the vertex through the three cells across the peak sees only its top.
+    subpixel: Literal["parabola", "window"] = "parabola"
+    window_radius: int = 5  # subpixel "window": largest window, (2r+1) x (2r+1) cells (the reference's 11 x 11)
     affinity_tolerance: float = 0.5  # max |predicted unit vector - true direction| to join an object
-    snap_radius: float = 2.0  # offset networks: a corner peak this close to a regressed corner replaces it
+    snap_radius: float = 3.0  # offset networks: a corner peak this close to a regressed corner replaces it
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,11 @@ def find_peaks(
     is_max = smoothed == ndimage.maximum_filter(smoothed, size=(1, 3, 3), mode="constant", cval=-np.inf)
     # `> 0` as well: a flat empty map is a local maximum everywhere, with nothing to weigh.
     channel, row, col = np.nonzero(is_max & (belief >= settings.peak_threshold) & (belief > 0))
-    xy = _refine(belief, channel, row, col, settings)
+    if settings.subpixel == "parabola":
+        xy = np.stack([_log_parabola_vertex(belief[channel, row], col),
+                       _log_parabola_vertex(belief[channel, :, col], row)], axis=1)
+    else:
+        xy = _refine_in_window(belief, channel, row, col, settings)
     # The image's outer pixel edges in map coordinates (x, y).
     low = pixel_to_map(-0.5, stride, convention)
     high = pixel_to_map(np.array(belief.shape[:0:-1]) * stride - 0.5, stride, convention)
@@ -86,7 +96,7 @@ def find_peaks(
     return [Peaks(uv[channel == c], scores[channel == c]) for c in range(belief.shape[0])]
 
 
-def _refine(belief: np.ndarray, channel: np.ndarray, row: np.ndarray, col: np.ndarray, settings: DecodeSettings) -> np.ndarray:
+def _refine_in_window(belief: np.ndarray, channel: np.ndarray, row: np.ndarray, col: np.ndarray, settings: DecodeSettings) -> np.ndarray:
     """(N, 2) map coordinates (x, y) of the peaks at integer cells (row, col).
 
     A belief-weighted mean over a window sized to each peak: the window grows ring by ring
