@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="second pass at this object size (default: the model's; 0: one pass)")
     parser.add_argument("--refine_iterations", type=int, default=None,
                         help="second pass: crops per detection, each around the previous one's pose (default: dope infer's)")
-    parser.add_argument("--subpixel", choices=("parabola", "window"), default=None,
-                        help="a belief peak's sub-pixel step (default: dope infer's)")
+    parser.add_argument("--subpixel", default=None,
+                        help="a belief peak's sub-pixel step, parabola or window (default: dope infer's)")
     parser.add_argument("--snap_radius", type=float, default=None,
                         help="offset networks: snap a corner to a belief peak within this many cells (default: dope infer's)")
     parser.add_argument("--out", type=Path, default=Path("out/bench_real"))

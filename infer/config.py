@@ -77,8 +77,8 @@ class InferConfig(NetworkOptions):
     centroid_threshold: float = Field(0.1, ge=0, description="minimum belief of a centroid peak that starts an object")
     subpixel: Literal["parabola", "window"] = Field(
         "parabola", description="a belief peak's sub-pixel position: parabola, the vertex of the log-parabola through the "
-        "three cells across it on each axis; window, the belief-weighted mean of a window sized to the peak (before "
-        "session 7; it follows the blobs' lean towards the object, putting poses too far)",
+        "three cells across it on each axis; window, the belief-weighted mean of a window sized to the peak (the "
+        "earlier default; it follows the blobs' lean towards the object, putting poses too far)",
     )
     snap_radius: float = Field(
         3.0, ge=0, le=10,
