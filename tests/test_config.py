@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,16 @@ def test_list_options_take_spaces_commas_or_none():
     assert infer("--pyramid", "none").pyramid is None
     with pytest.raises(DopeError, match="pyramid"):
         infer("--pyramid", "0,1")
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[p.name for p in RECIPES])
+def test_shipped_recipes_load_as_a_stream(recipe, monkeypatch):
+    """The README's recipes are `dope train --stream FILE` configs: each loads, and its meshes exist
+    relative to the checkout, where the README runs them."""
+    monkeypatch.chdir(recipe.parents[1])
+    config = GenerateConfig.load(recipe)
+    assert config.scene == "tabletop" and config.obj
+    assert all(Path(mesh).is_file() for mesh in config.obj), config.obj
