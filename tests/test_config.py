@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dope_stream.config import GenerateConfig, add_config_arguments, config_from_args
+from dope_stream.config import GenerateConfig, add_config_arguments, config_from_args, read_yaml
 from dope_stream.errors import DopeError
 
 
@@ -76,7 +76,8 @@ def test_list_options_take_spaces_commas_or_none():
         infer("--pyramid", "0,1")
 
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = sorted(RECIPES_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.name for p in RECIPES])
@@ -87,3 +88,10 @@ def test_shipped_recipes_load_as_a_stream(recipe, monkeypatch):
     config = GenerateConfig.load(recipe)
     assert config.scene == "tabletop" and config.obj
     assert all(Path(mesh).is_file() for mesh in config.obj), config.obj
+
+
+def test_mix_recipe_is_the_bottle_recipe_with_path_traced_frames():
+    """The README compares the two as one recipe with and without path-traced frames: nothing else differs."""
+    base, mix = (read_yaml(RECIPES_DIR / name) for name in ("mustard_tabletop.yaml", "mustard_tabletop_mix.yaml"))
+    assert (mix.pop("renderer"), mix.pop("mix_fraction")) == ("mix", 0.125)
+    assert {k: v for k, v in mix.items() if k != "out"} == {k: v for k, v in base.items() if k != "out"}
